@@ -1,0 +1,611 @@
+"""Blocking: which pairs of records are worth comparing.
+
+Candidate pairs come from two sources, united by the pipeline:
+
+- :func:`knn_pairs`: a FAISS kNN self-join on the record embeddings (:mod:`gpucdp.embed`) with a similarity floor,
+  which finds fuzzy matches (typos, swapped or missing fields);
+- :func:`key_pairs` over :func:`key_codes`: every pair inside each block of records sharing an exact key (email,
+  phone, surname + date of birth, …), with oversized blocks skipped and counted.
+
+:func:`filter_mode` then keeps the pairs a linkage mode asks for. Pairs are always *canonical*
+(:func:`canonical_pairs`): ``left < right``, unique, sorted by ``(left, right)``, int64.
+
+Only :mod:`gpucdp.backend` imports GPU libraries: the caller passes the ``faiss`` module in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numba
+import numpy as np
+import pandas as pd
+
+from gpucdp.errors import InputError, SettingsError
+
+__all__ = [
+    "CELL_SIZE",
+    "EXACT_MAX",
+    "GPU_EXACT_MAX",
+    "INDEX_CHOICES",
+    "IVF_MAX",
+    "MODES",
+    "canonical_pairs",
+    "filter_mode",
+    "key_codes",
+    "key_pairs",
+    "knn_pairs",
+]
+
+MODES = ("dedupe", "link", "link_and_dedupe")
+INDEX_CHOICES = ("auto", "flat", "ivf", "hnsw", "cells")
+# Up to this many distinct vectors an exact search is fast enough (~20k² inner products) and loses nothing.
+EXACT_MAX = 20_000
+# On a GPU an exact search stays fast far higher (FAISS GPU brute force over 5M x 5M inner products).
+GPU_EXACT_MAX = 5_000_000
+# Rows per cell of the CPU cell join (index="cells"): the Gram matrix of a cell is CELL_SIZE² inner products.
+CELL_SIZE = 256
+# Up to this many distinct vectors ``auto`` uses IVF on the CPU too: sqrt(n) lists, IVF_NPROBE probes. Past it
+# FAISS's list scan grows too slow on a small CPU (41 s for 1M vectors, 1024 lists, 1 probe, 2 cores) and the
+# cell join takes over.
+IVF_MAX = 200_000
+IVF_NPROBE = 4
+
+
+def _empty_pairs() -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+
+
+def _pair_keys(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """Pack canonical pairs into one int64 key each (``left * base + right``), or None if that would overflow."""
+    if left.size == 0:
+        return np.zeros(0, dtype=np.int64), 1
+    base = int(right.max()) + 1
+    if base > 3_037_000_499:  # base**2 must stay below 2**63
+        return None
+    return left * base + right, base
+
+
+def canonical_pairs(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Make pairs canonical: ``(min, max)`` per pair, self pairs dropped, unique, sorted.
+
+    Parameters
+    ----------
+    left, right : int[m]
+        Record indices (>= 0) of each pair, in any order, possibly repeated.
+
+    Returns
+    -------
+    left, right : int64[m']
+        ``left < right``, each pair once, sorted by ``(left, right)``.
+    """
+    left = np.asarray(left, dtype=np.int64)
+    right = np.asarray(right, dtype=np.int64)
+    lo = np.minimum(left, right)
+    hi = np.maximum(left, right)
+    keep = lo != hi
+    lo, hi = lo[keep], hi[keep]
+    packed = _pair_keys(lo, hi)
+    if packed is not None:
+        keys, base = packed
+        keys = np.unique(keys)
+        return keys // base, keys % base
+    order = np.lexsort((hi, lo))
+    lo, hi = lo[order], hi[order]
+    first = np.ones(lo.size, dtype=bool)
+    first[1:] = (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])
+    return lo[first], hi[first]
+
+
+def _group(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group records by code (codes < 0 left out): members sorted by code, group starts and sizes."""
+    rows = np.nonzero(codes >= 0)[0]
+    order = rows[np.argsort(codes[rows], kind="stable")]
+    sorted_codes = codes[order]
+    if order.size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return order.astype(np.int64), empty, empty
+    starts = np.concatenate(([0], np.nonzero(sorted_codes[1:] != sorted_codes[:-1])[0] + 1))
+    sizes = np.diff(np.concatenate((starts, [order.size])))
+    return order.astype(np.int64), starts, sizes
+
+
+def _pairs_within(members: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All pairs inside each group ``members[start:start + size]``, vectorised (no loop over groups)."""
+    sizes = sizes.astype(np.int64)
+    total = int((sizes * (sizes - 1) // 2).sum())
+    if total == 0:
+        return _empty_pairs()
+    # Position p of a group pairs with the (size - 1 - p) positions after it: repeat each member that many
+    # times, then number the repeats 1, 2, … to reach its partners.
+    group_of = np.repeat(np.arange(sizes.size), sizes)
+    pos_in_group = np.arange(group_of.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    flat_index = np.repeat(starts, sizes) + pos_in_group
+    after = sizes[group_of] - 1 - pos_in_group
+    first = np.repeat(flat_index, after)
+    run_start = np.repeat(np.cumsum(after) - after, after)
+    second = first + 1 + (np.arange(total) - run_start)
+    return members[first], members[second]
+
+
+def key_codes(frame: Any, columns: Sequence[str]) -> np.ndarray:
+    """Give every record an int64 code for the tuple of its values in ``columns``.
+
+    Parameters
+    ----------
+    frame : pandas or cudf DataFrame with n rows
+    columns : sequence of column names
+        The key's columns; records agreeing on all of them get the same code.
+
+    Returns
+    -------
+    int64[n]
+        Codes in ``[0, n)``, or -1 where any key column is null or the empty string (a missing key must not block
+        all missing records together).
+
+    Raises
+    ------
+    SettingsError
+        ``columns`` is empty.
+    InputError
+        A column is not in ``frame``.
+    """
+    if len(columns) == 0:
+        raise SettingsError("a blocking key needs at least one column; list the columns of the key")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(f"blocking key column(s) {missing} not found; available columns: {list(frame.columns)}")
+    codes: np.ndarray | None = None
+    for name in columns:
+        series = frame[name]
+        if hasattr(series, "to_pandas"):  # cudf: factorising on the host keeps one code path
+            series = series.to_pandas()
+        column_codes, uniques = pd.factorize(series, use_na_sentinel=True)
+        column_codes = column_codes.astype(np.int64, copy=False)
+        if len(uniques) and (pd.api.types.is_string_dtype(series) or series.dtype == object):
+            empty = np.nonzero(np.asarray(uniques, dtype=object) == "")[0]
+            if empty.size:
+                column_codes[column_codes == empty[0]] = -1
+        if codes is None:
+            codes = column_codes
+            continue
+        invalid = (codes < 0) | (column_codes < 0)
+        combined = codes * max(len(uniques), 1) + column_codes
+        # Re-factorising after each column keeps codes below n, so the product never overflows int64.
+        combined[invalid] = -1
+        codes, _ = pd.factorize(combined, use_na_sentinel=True)
+        codes = codes.astype(np.int64, copy=False)
+        codes[invalid] = -1
+    assert codes is not None
+    return codes
+
+
+def key_pairs(codes: np.ndarray, max_block_size: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """All pairs of records inside each block of an exact key, skipping blocks that are too large.
+
+    Parameters
+    ----------
+    codes : int64[n]
+        A block key per record (:func:`key_codes`); -1 means no key (the record joins no block).
+    max_block_size : int >= 2
+        Blocks with more records are skipped: their all-pairs would swamp the comparison stage and such
+        popular keys (a shared family phone, a placeholder email) are weak evidence anyway.
+
+    Returns
+    -------
+    left, right : int64[m]
+        Canonical pairs (see :func:`canonical_pairs`).
+    stats : dict
+        ``blocks`` (blocks that made pairs), ``pairs``, ``oversized_blocks``, ``records_in_oversized``.
+    """
+    if not isinstance(max_block_size, (int, np.integer)) or max_block_size < 2:
+        raise SettingsError(f"max_block_size={max_block_size!r} is not valid: use an integer >= 2")
+    codes = np.asarray(codes, dtype=np.int64)
+    members, starts, sizes = _group(codes)
+    oversized = sizes > max_block_size
+    used = (sizes >= 2) & ~oversized
+    left, right = _pairs_within(members, starts[used], sizes[used])
+    left, right = canonical_pairs(left, right)
+    stats = {
+        "blocks": int(used.sum()),
+        "pairs": int(left.size),
+        "oversized_blocks": int(oversized.sum()),
+        "records_in_oversized": int(sizes[oversized].sum()),
+    }
+    return left, right, stats
+
+
+def filter_mode(left: np.ndarray, right: np.ndarray, source_codes: np.ndarray,
+                mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the pairs a linkage mode asks for.
+
+    Parameters
+    ----------
+    left, right : int64[m]
+        Pairs of record indices.
+    source_codes : int[n]
+        The source system of each record, as a code.
+    mode : {"dedupe", "link", "link_and_dedupe"}
+        ``dedupe`` keeps pairs within one source, ``link`` pairs across sources, ``link_and_dedupe`` all.
+
+    Returns
+    -------
+    left, right : int64[m']
+        The kept pairs, in their input order.
+    """
+    if mode not in MODES:
+        raise SettingsError(f"mode={mode!r} is not valid: use one of {', '.join(MODES)}")
+    if mode == "link_and_dedupe":
+        return left, right
+    source_codes = np.asarray(source_codes)
+    same = source_codes[left] == source_codes[right]
+    keep = same if mode == "dedupe" else ~same
+    return left[keep], right[keep]
+
+
+def _distinct_rows(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group identical rows: members sorted by group, group starts and sizes (group g's vector is
+    ``emb[members[starts[g]]]``)."""
+    words = emb.view(np.uint32)
+    # A 64-bit polynomial hash of the row's bits, then a check that the grouping is exact (a collision is
+    # astronomically unlikely, but if one happens the slow exact path takes over).
+    h = np.zeros(emb.shape[0], dtype=np.uint64)
+    prime = np.uint64(1099511628211)
+    for j in range(words.shape[1]):
+        h = h * prime + words[:, j]
+    _, inverse = np.unique(h, return_inverse=True)
+    inverse = inverse.astype(np.int64).ravel()
+    members, starts, sizes = _group(inverse)
+    group_of_row = np.empty(emb.shape[0], dtype=np.int64)
+    group_of_row[members] = np.repeat(np.arange(sizes.size), sizes)
+    if not np.array_equal(emb, emb[members[starts][group_of_row]]):
+        _, inverse = np.unique(emb, axis=0, return_inverse=True)
+        members, starts, sizes = _group(inverse.astype(np.int64).ravel())
+    return members, starts, sizes
+
+
+def _build_index(vectors: np.ndarray, *, kind: str, faiss: Any, use_gpu: bool, nlist: int | None,
+                 nprobe: int | None, k: int) -> Any:
+    """A FAISS inner-product index over ``vectors``, built on the CPU and cloned to the GPUs if asked."""
+    n, dim = vectors.shape
+    if kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+        index.add(vectors)
+    elif kind == "ivf":
+        nlist = nlist or max(1, min(int(math.sqrt(n)), n // 39))
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.niter = 10
+        # 64 points per list train the coarse quantizer well enough; FAISS would sample 256 per list.
+        sample = np.random.default_rng(0).choice(n, size=min(n, 64 * nlist), replace=False)
+        index.train(vectors[np.sort(sample)])
+        index.add(vectors)
+        index.nprobe = nprobe or min(nlist, IVF_NPROBE)
+    else:  # hnsw: no GPU version in FAISS, so it stays on the CPU
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 40
+        index.add(vectors)
+        index.hnsw.efSearch = max(nprobe or 64, k + 1)
+        return index
+    if use_gpu:  # pragma: no cover - needs a GPU build of FAISS
+        index = faiss.index_cpu_to_all_gpus(index)
+        if kind == "ivf":
+            faiss.GpuParameterSpace().set_index_parameter(index, "nprobe", nprobe or min(nlist, IVF_NPROBE))
+    return index
+
+
+def _expand(members: np.ndarray, starts: np.ndarray, sizes: np.ndarray, gu: np.ndarray, gv: np.ndarray,
+            cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Map pairs of distinct vectors (gu, gv) back to pairs of records: the first ``cap`` records of each
+    vector, all combinations. Returns (left, right, edge) with the index of the vector pair each came from."""
+    cu = np.minimum(sizes[gu], cap)
+    cv = np.minimum(sizes[gv], cap)
+    counts = cu * cv
+    if not np.any(counts != 1):  # the common case: no vector is shared, nothing to expand
+        return members[starts[gu]], members[starts[gv]], np.arange(gu.size)
+    total = int(counts.sum())
+    edge = np.repeat(np.arange(gu.size), counts)
+    local = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    a, b = np.divmod(local, cv[edge])
+    return members[starts[gu][edge] + a], members[starts[gv][edge] + b], edge
+
+
+def _auto_index(n_distinct: int, use_gpu: bool) -> str:
+    """The index ``auto`` picks: exact while it is cheap (on a GPU up to :data:`GPU_EXACT_MAX`), then IVF, and
+    on a CPU past :data:`IVF_MAX` the cell join."""
+    if n_distinct <= EXACT_MAX or (use_gpu and n_distinct <= GPU_EXACT_MAX):
+        return "flat"
+    return "ivf" if use_gpu or n_distinct <= IVF_MAX else "cells"
+
+
+def _append_expanded(parts_l: list, parts_r: list, parts_s: list, members: np.ndarray, starts: np.ndarray,
+                     sizes: np.ndarray, gu: np.ndarray, gv: np.ndarray, gs: np.ndarray, cap: int) -> None:
+    el, er, edge = _expand(members, starts, sizes, gu, gv, cap)
+    parts_l.append(el)
+    parts_r.append(er)
+    parts_s.append(gs[edge])
+
+
+def _argsort_small(codes: np.ndarray, n_codes: int) -> np.ndarray:
+    """Stable argsort of codes in ``[0, n_codes)``; narrow dtypes let numpy use its O(n) radix sort."""
+    if n_codes <= 2**16:
+        codes = codes.astype(np.uint16)
+    return np.argsort(codes, kind="stable")
+
+
+def _spherical_kmeans(x: np.ndarray, n_clusters: int, faiss: Any, seed: int) -> np.ndarray:
+    """Centroids float32[n_clusters, dim] of a spherical k-means on (a sample of) ``x``."""
+    kmeans = faiss.Kmeans(x.shape[1], n_clusters, niter=8, spherical=True, seed=seed,
+                          max_points_per_centroid=64, verbose=False)
+    kmeans.train(np.ascontiguousarray(x))
+    return kmeans.centroids
+
+
+def _nearest(x: np.ndarray, centroids: np.ndarray, m: int) -> np.ndarray:
+    """Indices int64[len(x), m] of the m centroids with the largest inner product with each row of ``x``."""
+    sims = x @ centroids.T
+    if m == 1:
+        return np.argmax(sims, axis=1).astype(np.int64)[:, None]
+    if m >= centroids.shape[0]:
+        return np.argsort(-sims, axis=1).astype(np.int64)
+    top = np.argpartition(-sims, m - 1, axis=1)[:, :m]
+    return top.astype(np.int64)
+
+
+def _cell_join(vectors: np.ndarray, *, k: int, min_similarity: float, faiss: Any, n_cells: int | None,
+               assign: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Approximate kNN self-join: exact top-k inside balanced k-means cells (CPU path of ``index="cells"``).
+
+    Returns pairs of row indices of ``vectors`` with their inner products (each row's top ``k`` within its
+    cells, ``>= min_similarity``; a pair may appear twice).
+
+    Notes
+    -----
+    A two-level spherical k-means splits the vectors into ``n_cells`` cells of about :data:`CELL_SIZE` rows:
+    ``sqrt(n_cells)`` coarse cells, each split into sub-cells in proportion to its size, which keeps cells
+    balanced even where common names pile up and keeps assignment cheap (``2 * sqrt(n_cells)`` inner products
+    per row instead of ``n_cells``). Each row joins its ``assign`` nearest sub-cells of its coarse cell. Inside a
+    cell every pair's inner product is computed once and offered to both rows' top-k lists
+    (:func:`_cell_top_k`, a Numba ``prange`` over cells). On the 2-core CI machine this ran several times faster
+    than FAISS's IVF scan over the same number of candidates, and than per-cell BLAS calls (tiny GEMMs).
+    """
+    n = vectors.shape[0]
+    n_cells = n_cells or max(1, n // CELL_SIZE)
+    rng = np.random.default_rng(0)
+    n_coarse = max(1, min(round(math.sqrt(n_cells)), n // 64))
+    sample = vectors[np.sort(rng.choice(n, size=min(n, 64 * n_coarse), replace=False))]
+    coarse = _spherical_kmeans(sample, n_coarse, faiss, seed=1) if n_coarse > 1 else None
+    top = _nearest(vectors, coarse, 1)[:, 0] if coarse is not None else np.zeros(n, dtype=np.int64)
+    order = _argsort_small(top, n_coarse)
+    bounds = np.searchsorted(top[order], np.arange(n_coarse + 1))
+    out_l, out_r, out_s = [], [], []
+    for t in range(n_coarse):
+        rows = order[bounds[t] : bounds[t + 1]]
+        if rows.size < 2:
+            continue
+        x = vectors[rows]
+        n_sub = max(1, min(round(n_cells * rows.size / n), rows.size // 64))
+        if n_sub > 1:
+            sub_sample = x[np.sort(rng.choice(rows.size, size=min(rows.size, 64 * n_sub), replace=False))]
+            fine = _nearest(x, _spherical_kmeans(sub_sample, n_sub, faiss, seed=2 + t), min(assign, n_sub))
+        else:
+            fine = np.zeros((rows.size, 1), dtype=np.int64)
+        flat_cells = fine.ravel()
+        flat_rows = np.repeat(np.arange(rows.size), fine.shape[1])
+        cell_order = _argsort_small(flat_cells, n_sub)
+        cell_starts = np.searchsorted(flat_cells[cell_order], np.arange(n_sub + 1)).astype(np.int64)
+        slots = flat_rows[cell_order].astype(np.int64)
+        nbr = np.full((slots.size, k), -1, dtype=np.int64)
+        sim = np.full((slots.size, k), -np.inf, dtype=np.float32)
+        _cell_top_k(x, slots, cell_starts, np.float32(min_similarity), nbr, sim)
+        found = nbr.ravel() >= 0
+        out_l.append(rows[np.repeat(slots, k)[found]])
+        out_r.append(rows[nbr.ravel()[found]])
+        out_s.append(sim.ravel()[found])
+    if not out_l:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0, dtype=np.float32)
+    return np.concatenate(out_l), np.concatenate(out_r), np.concatenate(out_s)
+
+
+@numba.njit(cache=True, nogil=True)
+def _offer(nbr, sim, j, other, dot):
+    # Insert into row j's list, kept sorted by decreasing similarity; a full list drops its last entry.
+    k = nbr.shape[1]
+    if dot > sim[j, k - 1]:
+        p = k - 1
+        while p > 0 and sim[j, p - 1] < dot:
+            sim[j, p] = sim[j, p - 1]
+            nbr[j, p] = nbr[j, p - 1]
+            p -= 1
+        sim[j, p] = dot
+        nbr[j, p] = other
+
+
+@numba.njit(cache=True, nogil=True, parallel=True, fastmath=True)
+def _cell_top_k(x, slots, cell_starts, min_similarity, nbr, sim):
+    """Exact top-k inside each cell, in place: ``nbr[j]``/``sim[j]`` hold the best neighbours of ``slots[j]``.
+
+    Parameters
+    ----------
+    x : float32[m, dim]
+        The vectors.
+    slots : int64[s]
+        Rows of ``x`` grouped by cell: cell c is ``slots[cell_starts[c]:cell_starts[c + 1]]``.
+    cell_starts : int64[n_cells + 1]
+    min_similarity : float32
+        Neighbours below it are ignored.
+    nbr : int64[s, k], sim : float32[s, k]
+        Filled with -1 / -inf by the caller; each row ends sorted by decreasing similarity.
+
+    Notes
+    -----
+    A ``prange`` over cells; each inner product is computed once and offered to both rows' lists (insertion
+    into a sorted list of length k, which beats a heap for the small k used here).
+    """
+    n_cells = cell_starts.shape[0] - 1
+    dim = x.shape[1]
+    for c in numba.prange(n_cells):
+        lo = cell_starts[c]
+        hi = cell_starts[c + 1]
+        for a in range(lo, hi):
+            ra = slots[a]
+            for b in range(a + 1, hi):
+                rb = slots[b]
+                dot = np.float32(0.0)
+                for d in range(dim):
+                    dot += x[ra, d] * x[rb, d]
+                if dot < min_similarity:
+                    continue
+                _offer(nbr, sim, a, rb, dot)
+                _offer(nbr, sim, b, ra, dot)
+
+
+def knn_pairs(
+    emb: np.ndarray,
+    *,
+    k: int,
+    min_similarity: float,
+    faiss: Any,
+    use_gpu: bool = False,
+    index: str = "auto",
+    nlist: int | None = None,
+    nprobe: int | None = None,
+    batch: int = 65536,
+    max_group: int = 64,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate pairs from a k-nearest-neighbour self-join of the embeddings (inner product = cosine).
+
+    Parameters
+    ----------
+    emb : float32[n, dim]
+        L2-normalised embeddings (:func:`gpucdp.embed.embed_records`). Zero rows (no field present) pair with
+        nothing.
+    k : int >= 1
+        Neighbours searched per distinct vector (itself excluded).
+    min_similarity : float in [-1, 1]
+        Pairs below this inner product are dropped.
+    faiss : module
+        The FAISS module (from :class:`gpucdp.backend.Backend`); this module imports no GPU library itself.
+    use_gpu : bool, default False
+        Clone the index to all GPUs (``faiss.index_cpu_to_all_gpus``) before searching.
+    index : {"auto", "flat", "ivf", "hnsw", "cells"}
+        ``flat`` is exact; ``ivf`` is ``IndexIVFFlat`` with a coarse quantizer trained on a sample of the data;
+        ``hnsw`` is ``IndexHNSWFlat`` (M = 32, CPU only); ``cells`` is exact top-k inside balanced two-level
+        k-means cells of about :data:`CELL_SIZE` vectors (CPU, BLAS; see :func:`_cell_join`). ``auto``:
+        ``flat`` up to :data:`EXACT_MAX` distinct vectors (:data:`GPU_EXACT_MAX` with ``use_gpu``), then ``ivf``,
+        and on the CPU past :data:`IVF_MAX` distinct vectors ``cells``.
+    nlist : int, optional
+        IVF lists, default ``sqrt(n_distinct)`` (at most ``n_distinct / 39``); for ``cells``, the number of
+        cells, default ``n_distinct / CELL_SIZE``.
+    nprobe : int, optional
+        IVF lists probed per query (default ``min(nlist, 4)``); for ``hnsw``, ``efSearch`` (default 64); for
+        ``cells``, the cells each vector joins (default 1).
+    batch : int, default 65536
+        Queries per search call, which bounds the memory of the result arrays.
+    max_group : int >= 1, default 64
+        Cap on identical vectors: records sharing one vector are searched once; all pairs among them are
+        emitted when there are at most ``max_group`` of them (a larger group, e.g. thousands of records with
+        only a common name filled in, is skipped — exact-key rules and the cluster guard deal with those); each
+        neighbour pair of vectors expands to at most ``max_group`` records on each side, so one popular vector
+        cannot explode the pair count.
+
+    Returns
+    -------
+    left, right : int64[m]
+        Canonical pairs (``left < right``, unique, sorted).
+    similarity : float32[m]
+        Inner product of each pair's embeddings, ``>= min_similarity``.
+
+    Notes
+    -----
+    The search runs on distinct vectors only, so exact duplicates (common in real data after standardisation)
+    cost nothing extra and do not crowd a record's k neighbours with copies of itself.
+    """
+    emb = np.ascontiguousarray(emb, dtype=np.float32)
+    if emb.ndim != 2 or emb.shape[1] < 1:
+        raise InputError(f"emb must be a 2-d float32 array [n, dim]; got shape {emb.shape}")
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise SettingsError(f"k={k!r} is not valid: use an integer >= 1 (10 is a good default)")
+    if not -1.0 <= float(min_similarity) <= 1.0:
+        raise SettingsError(f"min_similarity={min_similarity!r} is not valid: use a number from -1 to 1")
+    if index not in INDEX_CHOICES:
+        raise SettingsError(f"index={index!r} is not valid: use one of {', '.join(INDEX_CHOICES)}")
+    for name, value in (("nlist", nlist), ("nprobe", nprobe)):
+        if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
+            raise SettingsError(f"{name}={value!r} is not valid: use a positive integer or leave it unset")
+    if not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise SettingsError(f"batch={batch!r} is not valid: use a positive integer")
+    if not isinstance(max_group, (int, np.integer)) or max_group < 1:
+        raise SettingsError(f"max_group={max_group!r} is not valid: use a positive integer")
+
+    nonzero = np.any(emb != 0, axis=1)
+    members, starts, sizes = _distinct_rows(emb[nonzero])
+    # Back to indices of emb (rows without any field were left out above).
+    members = np.nonzero(nonzero)[0][members]
+    n_distinct = sizes.size
+    vectors = emb[members[starts]]
+
+    parts_l, parts_r, parts_s = [], [], []
+    # Pairs among identical records: similarity is the vector's own squared norm (1 up to rounding).
+    small = (sizes >= 2) & (sizes <= max_group)
+    wl, wr = _pairs_within(members, starts[small], sizes[small])
+    if wl.size:
+        parts_l.append(wl)
+        parts_r.append(wr)
+        parts_s.append(np.einsum("ij,ij->i", emb[wl], emb[wr]))
+
+    if n_distinct >= 2:
+        kind = index if index != "auto" else _auto_index(n_distinct, use_gpu)
+        if kind == "cells":
+            gu, gv, gs = _cell_join(vectors, k=k, min_similarity=float(min_similarity), faiss=faiss,
+                                    n_cells=nlist, assign=nprobe or 1)
+            _append_expanded(parts_l, parts_r, parts_s, members, starts, sizes, gu, gv, gs, max_group)
+        else:
+            built = _build_index(vectors, kind=kind, faiss=faiss, use_gpu=use_gpu, nlist=nlist, nprobe=nprobe,
+                                 k=k)
+            kk = min(k + 1, n_distinct)
+            for lo in range(0, n_distinct, batch):
+                hi = min(lo + batch, n_distinct)
+                sims, nbrs = built.search(vectors[lo:hi], kk)
+                query = np.repeat(np.arange(lo, hi, dtype=np.int64), kk)
+                nbrs = nbrs.ravel().astype(np.int64, copy=False)
+                sims = sims.ravel()
+                keep = (nbrs >= 0) & (nbrs != query) & (sims >= min_similarity)
+                # A vector pair found from both ends is expanded twice; the final canonicalisation keeps one.
+                _append_expanded(parts_l, parts_r, parts_s, members, starts, sizes, query[keep], nbrs[keep],
+                                 sims[keep], max_group)
+
+    if not parts_l:
+        return _empty_pairs() + (np.zeros(0, dtype=np.float32),)
+    left = np.concatenate(parts_l)
+    right = np.concatenate(parts_r)
+    sim = np.concatenate(parts_s).astype(np.float32, copy=False)
+    return _canonical_with_values(left, right, sim)
+
+
+def _canonical_with_values(left: np.ndarray, right: np.ndarray,
+                           values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`canonical_pairs` that carries one value per pair along."""
+    lo = np.minimum(left, right)
+    hi = np.maximum(left, right)
+    keep = lo != hi
+    lo, hi, values = lo[keep], hi[keep], values[keep]
+    packed = _pair_keys(lo, hi)
+    if packed is not None:
+        keys, base = packed
+        # Both copies of a repeated pair hold the same inner product (up to rounding): keep either, which lets
+        # an unstable sort do the work (np.unique's return_index would force a slower stable one).
+        order = np.argsort(keys)
+        keys, values = keys[order], values[order]
+        first = np.ones(keys.size, dtype=bool)
+        first[1:] = keys[1:] != keys[:-1]
+        keys = keys[first]
+        return keys // base, keys % base, values[first]
+    order = np.lexsort((-values, hi, lo))
+    lo, hi, values = lo[order], hi[order], values[order]
+    first = np.ones(lo.size, dtype=bool)
+    first[1:] = (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])
+    return lo[first].astype(np.int64), hi[first].astype(np.int64), values[first]

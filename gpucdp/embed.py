@@ -1,0 +1,185 @@
+"""Embed records: string fields → L2-normalised float32 vectors for the kNN blocking stage.
+
+The default embedder is character q-gram feature hashing (:mod:`gpucdp.kernels.embed`): each field's grams are
+hashed into ``dim`` signed buckets, the field's sub-vector is normalised and weighted, and the record vector is the
+normalised sum. Similar strings share most grams, so their vectors have a high inner product.
+
+Strings travel as Arrow buffers (:func:`pack_strings`), the same layout the comparison kernels read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gpucdp.errors import InputError, SettingsError
+
+__all__ = ["EMBED_TARGETS", "embed_records", "pack_strings"]
+
+EMBED_TARGETS = ("cpu", "cuda")
+
+
+def _to_large_string(column: Any, position: int) -> pa.Array:
+    """One column as a single-chunk ``large_string`` Arrow array (nulls kept as nulls)."""
+    if isinstance(column, (pa.Array, pa.ChunkedArray)):
+        array = column
+    elif hasattr(column, "to_arrow"):  # cudf Series, polars Series
+        array = column.to_arrow()
+    else:
+        try:
+            array = pa.array(column, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+            raise InputError(
+                f"column {position} ({getattr(column, 'name', None)!r}) cannot be read as strings ({exc}); "
+                "pass a pandas Series or pyarrow array of str values"
+            ) from exc
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
+    if array.type != pa.large_string():
+        try:
+            array = array.cast(pa.large_string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise InputError(
+                f"column {position} ({getattr(column, 'name', None)!r}) of type {array.type} cannot be cast to "
+                f"string ({exc}); convert it to str first"
+            ) from exc
+    if array.null_count:
+        # Arrow does not promise that a null slot has length 0; filling makes it so and keeps the bytes clean.
+        array = pc.fill_null(array, "")
+    return array
+
+
+def pack_strings(columns: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Pack string columns into one byte buffer and a per-field offsets table (Arrow layout).
+
+    Parameters
+    ----------
+    columns : sequence of F pandas Series / pyarrow arrays / cudf Series of str, each of length n
+        Nulls (None, NaN, pd.NA) become zero-length strings, which the kernels read as missing.
+
+    Returns
+    -------
+    chars : uint8[total]
+        The bytes of all columns, column after column.
+    offsets : int64[F, n + 1]
+        Field ``f`` of record ``i`` is ``chars[offsets[f, i]:offsets[f, i + 1]]``.
+
+    Raises
+    ------
+    InputError
+        No columns, columns of different lengths, or a column that cannot be read as strings.
+
+    Notes
+    -----
+    Vectorised: each column's Arrow value and offset buffers are viewed (no per-row Python), the offsets are
+    rebased onto the shared buffer, and the values are concatenated once.
+    """
+    if len(columns) == 0:
+        raise InputError("pack_strings needs at least one column; pass the string fields to embed or compare")
+    arrays = [_to_large_string(column, f) for f, column in enumerate(columns)]
+    n = len(arrays[0])
+    lengths = [len(a) for a in arrays]
+    if any(length != n for length in lengths):
+        raise InputError(f"all columns must have the same length; got lengths {lengths}")
+    offsets = np.empty((len(arrays), n + 1), dtype=np.int64)
+    pieces = []
+    base = 0
+    for f, array in enumerate(arrays):
+        _, offset_buffer, data_buffer = array.buffers()
+        if offset_buffer is None:  # an empty array may come without buffers
+            raw = np.zeros(n + 1, dtype=np.int64)
+        else:
+            raw = np.frombuffer(offset_buffer, dtype=np.int64, count=array.offset + n + 1)[array.offset :]
+        first, last = int(raw[0]), int(raw[-1])
+        offsets[f] = raw - (first - base)
+        if last > first:
+            pieces.append(np.frombuffer(data_buffer, dtype=np.uint8, count=last)[first:last])
+        base += last - first
+    chars = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.uint8)
+    return chars, offsets
+
+
+def embed_records(
+    columns: Sequence[Any],
+    weights: Sequence[float],
+    *,
+    dim: int = 64,
+    q: int = 3,
+    target: str = "cpu",
+) -> np.ndarray:
+    """Embed records by hashing the character q-grams of their string fields.
+
+    Parameters
+    ----------
+    columns : sequence of F string columns of length n
+        pandas Series / pyarrow arrays / cudf Series; nulls are missing values. Values are used as given
+        (bytes), so standardise (lowercase, fold accents) first.
+    weights : sequence of F floats >= 0
+        Weight of each field's unit sub-vector in the record vector.
+    dim : int, default 64
+        Embedding width (>= 2; at most 256 for ``target="cuda"``).
+    q : int, default 3
+        Gram length (1..8); grams are taken over ``" " + value + " "``.
+    target : {"cpu", "cuda"}
+        Where the kernel runs. ``"cuda"`` needs numba-cuda and a GPU (or the CUDA simulator).
+
+    Returns
+    -------
+    float32[n, dim]
+        One L2-normalised row per record; a record with every field missing gets a zero row.
+
+    Raises
+    ------
+    SettingsError
+        ``weights``, ``dim``, ``q`` or ``target`` is invalid.
+    InputError
+        The columns cannot be packed (see :func:`pack_strings`).
+    """
+    from gpucdp.kernels import embed as kernels
+
+    if target not in EMBED_TARGETS:
+        raise SettingsError(f"target={target!r} is not valid: use one of {', '.join(EMBED_TARGETS)}")
+    if not isinstance(dim, (int, np.integer)) or dim < 2:
+        raise SettingsError(f"dim={dim!r} is not valid: use an integer >= 2 (64 is a good default)")
+    if target == "cuda" and dim > kernels.MAX_DIM_CUDA:
+        raise SettingsError(f"dim={dim} is too wide for the CUDA embedder: use dim <= {kernels.MAX_DIM_CUDA}")
+    if not isinstance(q, (int, np.integer)) or not 1 <= q <= 8:
+        raise SettingsError(f"q={q!r} is not valid: use an integer gram length from 1 to 8 (3 is the default)")
+    weights_arr = np.asarray(weights, dtype=np.float32)
+    if weights_arr.shape != (len(columns),) or not np.all(np.isfinite(weights_arr)) or np.any(weights_arr < 0):
+        raise SettingsError(
+            f"weights={list(weights)!r} is not valid: give one finite weight >= 0 per column "
+            f"({len(columns)} columns)"
+        )
+    chars, offsets = pack_strings(columns)
+    n = offsets.shape[1] - 1
+    if target == "cpu":
+        out = np.empty((n, int(dim)), dtype=np.float32)
+        kernels.embed_cpu(chars, offsets, weights_arr, int(dim), int(q), out)
+        return out
+    return _embed_cuda(kernels, chars, offsets, weights_arr, int(dim), int(q), n)
+
+
+def _embed_cuda(kernels: Any, chars: np.ndarray, offsets: np.ndarray, weights: np.ndarray, dim: int, q: int,
+                n: int) -> np.ndarray:
+    from gpucdp.errors import BackendUnavailableError
+
+    if kernels.embed_cuda is None:
+        raise BackendUnavailableError(
+            "target='cuda' needs numba-cuda: install it with `pip install 'gpucdp[gpu]'`, or use target='cpu'"
+        )
+    from numba import cuda
+
+    out = cuda.device_array((n, dim), dtype=np.float32)
+    if n == 0:
+        return out.copy_to_host()
+    # An empty chars buffer cannot be copied to the device; one padding byte is never read.
+    d_chars = cuda.to_device(chars if chars.size else np.zeros(1, dtype=np.uint8))
+    threads = 128
+    blocks = (n + threads - 1) // threads
+    kernels.embed_cuda[blocks, threads](d_chars, cuda.to_device(offsets), cuda.to_device(weights), dim, q, out)
+    return out.copy_to_host()

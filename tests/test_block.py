@@ -1,0 +1,184 @@
+"""Tests of candidate-pair generation against brute-force oracles."""
+
+from __future__ import annotations
+
+import itertools
+
+import faiss
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from gpucdp.block import canonical_pairs, filter_mode, key_codes, key_pairs, knn_pairs
+from gpucdp.errors import InputError, SettingsError
+
+pairs_strategy = st.lists(st.tuples(st.integers(0, 30), st.integers(0, 30)), max_size=60)
+
+
+@settings(max_examples=100, deadline=None)
+@given(pairs=pairs_strategy)
+@example(pairs=[])
+@example(pairs=[(3, 3)])
+@example(pairs=[(5, 2), (2, 5), (2, 5)])
+def test_canonical_pairs_properties(pairs):
+    left = np.array([p[0] for p in pairs], dtype=np.int64)
+    right = np.array([p[1] for p in pairs], dtype=np.int64)
+    lo, hi = canonical_pairs(left, right)
+    want = sorted({(min(a, b), max(a, b)) for a, b in pairs if a != b})
+    assert list(zip(lo.tolist(), hi.tolist())) == want
+    assert lo.dtype == np.int64 and hi.dtype == np.int64
+
+
+def test_canonical_pairs_huge_ids_use_the_lexsort_path():
+    big = np.int64(2**40)
+    lo, hi = canonical_pairs(np.array([big + 1, 5, big + 1]), np.array([5, big, 5]))
+    assert lo.tolist() == [5, 5] and hi.tolist() == [big, big + 1]
+
+
+def brute_key_pairs(codes, max_block_size):
+    blocks = {}
+    for i, c in enumerate(codes):
+        if c >= 0:
+            blocks.setdefault(c, []).append(i)
+    pairs = set()
+    for members in blocks.values():
+        if len(members) <= max_block_size:
+            pairs.update(itertools.combinations(members, 2))
+    return sorted(pairs), blocks
+
+
+@settings(max_examples=100, deadline=None)
+@given(codes=st.lists(st.integers(-1, 6), max_size=40), cap=st.integers(2, 6))
+@example(codes=[], cap=2)
+@example(codes=[-1, -1, -1], cap=2)
+def test_key_pairs_matches_brute_force(codes, cap):
+    left, right, stats = key_pairs(np.array(codes, dtype=np.int64), cap)
+    want, blocks = brute_key_pairs(codes, cap)
+    assert list(zip(left.tolist(), right.tolist())) == want
+    big = [m for m in blocks.values() if len(m) > cap]
+    assert stats == {
+        "blocks": sum(1 for m in blocks.values() if 2 <= len(m) <= cap),
+        "pairs": len(want),
+        "oversized_blocks": len(big),
+        "records_in_oversized": sum(len(m) for m in big),
+    }
+
+
+def test_key_pairs_rejects_bad_cap():
+    with pytest.raises(SettingsError, match="max_block_size"):
+        key_pairs(np.zeros(3, dtype=np.int64), 1)
+
+
+def test_key_codes_tuple_and_nulls():
+    frame = pd.DataFrame(
+        {
+            "a": pd.Series(["x", "x", "y", None, "x", ""], dtype="str"),
+            "b": [1, 1, 1, 1, 2, 1],
+        }
+    )
+    codes = key_codes(frame, ["a", "b"])
+    assert codes.dtype == np.int64
+    assert codes[0] == codes[1]
+    assert len({codes[0], codes[2], codes[4]}) == 3
+    assert codes[3] == -1 and codes[5] == -1
+    assert (codes[[0, 2, 4]] >= 0).all()
+    with pytest.raises(InputError, match="not found"):
+        key_codes(frame, ["a", "zzz"])
+
+
+def test_filter_mode():
+    left = np.array([0, 0, 1, 2])
+    right = np.array([1, 2, 3, 3])
+    source = np.array([0, 0, 1, 1])
+    pairs = lambda mode: [tuple(p) for p in zip(*(a.tolist() for a in filter_mode(left, right, source, mode)))]
+    assert pairs("dedupe") == [(0, 1), (2, 3)]
+    assert pairs("link") == [(0, 2), (1, 3)]
+    assert pairs("link_and_dedupe") == [(0, 1), (0, 2), (1, 3), (2, 3)]
+    with pytest.raises(SettingsError, match="mode"):
+        filter_mode(left, right, source, "merge")
+
+
+def unit_rows(rng, n, dim):
+    x = rng.normal(size=(n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def brute_knn(emb, k, min_similarity):
+    """Exact top-k by inner product on distinct rows, as canonical pair → similarity."""
+    sim = emb @ emb.T
+    np.fill_diagonal(sim, -np.inf)
+    out = {}
+    for i in range(emb.shape[0]):
+        for j in np.argsort(-sim[i], kind="stable")[:k]:
+            if sim[i, j] >= min_similarity:
+                out[(min(i, j), max(i, j))] = sim[i, j]
+    return out
+
+
+@pytest.mark.parametrize("k,min_similarity", [(1, -1.0), (4, 0.0), (6, 0.3)])
+def test_knn_pairs_exact_index_matches_brute_force(k, min_similarity):
+    emb = unit_rows(np.random.default_rng(k), 300, 8)
+    left, right, sim = knn_pairs(emb, k=k, min_similarity=min_similarity, faiss=faiss, index="flat")
+    want = brute_knn(emb, k, min_similarity)
+    assert list(zip(left.tolist(), right.tolist())) == sorted(want)
+    np.testing.assert_allclose(sim, [want[p] for p in sorted(want)], atol=1e-5)
+    assert sim.dtype == np.float32 and (sim >= min_similarity).all()
+
+
+def test_knn_pairs_duplicates_zero_rows_and_cap():
+    rng = np.random.default_rng(7)
+    distinct = unit_rows(rng, 40, 8)
+    # Rows 0..39 distinct; 40..42 copy row 5 (a group of 4); 43..52 copy row 9 (a group of 11); 53, 54 zero.
+    emb = np.vstack([distinct, distinct[[5] * 3], distinct[[9] * 10], np.zeros((2, 8), np.float32)])
+    group_of = list(range(40)) + [5] * 3 + [9] * 10
+    rows_of = {g: [i for i, h in enumerate(group_of) if h == g] for g in range(40)}
+    cap = 6
+    left, right, sim = knn_pairs(emb, k=3, min_similarity=0.1, faiss=faiss, index="flat", max_group=cap)
+    got = set(zip(left.tolist(), right.tolist()))
+    want = set()
+    want.update(itertools.combinations(rows_of[5], 2))  # group of 4 <= cap: all pairs
+    for (a, b) in brute_knn(distinct, 3, 0.1):
+        want.update((min(x, y), max(x, y)) for x in rows_of[a][:cap] for y in rows_of[b][:cap])
+    assert got == want
+    assert not {53, 54} & (set(left.tolist()) | set(right.tolist()))
+    assert not any(a in rows_of[9] and b in rows_of[9] for a, b in got)  # group of 11 > cap: skipped
+    np.testing.assert_allclose(sim, np.einsum("ij,ij->i", emb[left], emb[right]), atol=1e-5)
+
+
+@pytest.mark.parametrize("k,min_similarity", [(1, -1.0), (5, 0.2)])
+def test_knn_pairs_cells_with_one_cell_is_exact(k, min_similarity):
+    emb = unit_rows(np.random.default_rng(11), 250, 8)
+    left, right, sim = knn_pairs(emb, k=k, min_similarity=min_similarity, faiss=faiss, index="cells", nlist=1)
+    want = brute_knn(emb, k, min_similarity)
+    assert list(zip(left.tolist(), right.tolist())) == sorted(want)
+    np.testing.assert_allclose(sim, [want[p] for p in sorted(want)], atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw", "cells"])
+def test_knn_pairs_approximate_indexes_find_near_duplicates(kind):
+    rng = np.random.default_rng(3)
+    base = unit_rows(rng, 400, 16)
+    noisy = base + 0.15 * rng.normal(size=base.shape).astype(np.float32)
+    emb = np.vstack([base, noisy / np.linalg.norm(noisy, axis=1, keepdims=True)])
+    left, right, sim = knn_pairs(emb, k=5, min_similarity=0.5, faiss=faiss, index=kind, nlist=8,
+                                 nprobe=2 if kind == "cells" else 8, batch=97)
+    found = set(zip(left.tolist(), right.tolist()))
+    recall = np.mean([(i, i + 400) in found for i in range(400)])
+    # The cell join assigns each vector to one coarse cell, so pairs split across coarse cells are lost: its
+    # floor is lower by design (it trades recall for speed on large CPU runs).
+    assert recall > (0.7 if kind == "cells" else 0.95)
+    assert (left < right).all() and (sim >= 0.5).all()
+
+
+def test_knn_pairs_validates():
+    emb = unit_rows(np.random.default_rng(0), 10, 4)
+    with pytest.raises(SettingsError, match="k="):
+        knn_pairs(emb, k=0, min_similarity=0.5, faiss=faiss)
+    with pytest.raises(SettingsError, match="index"):
+        knn_pairs(emb, k=2, min_similarity=0.5, faiss=faiss, index="annoy")
+    with pytest.raises(InputError, match="2-d"):
+        knn_pairs(emb[0], k=2, min_similarity=0.5, faiss=faiss)
+    left, right, sim = knn_pairs(emb[:1], k=2, min_similarity=0.5, faiss=faiss)
+    assert left.size == right.size == sim.size == 0
