@@ -1,0 +1,331 @@
+"""Reading inputs and writing outputs.
+
+Inputs are Parquet or CSV files, folders of them, or globs; each input given is a source (named after the file
+or folder) unless the data carries a source column. Everything is validated before the heavy work starts:
+unreadable files, missing columns, null or repeated record ids raise an :class:`InputError` naming the file
+and column. Outputs are written into a temporary sibling folder and renamed into place, so a failed run leaves
+either the previous outputs or complete new ones, never a mix.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from gpucdp.errors import DuplicateRecordError, InputError, OutputError
+
+__all__ = ["InputFile", "expand_inputs", "read_table", "read_inputs", "check_output", "write_outputs"]
+
+PARQUET_SUFFIXES = {".parquet", ".pq", ".parq"}
+CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
+RECORD_ID = "record_id"
+SOURCE = "source"
+
+
+@dataclass
+class InputFile:
+    """One file to read and the source name it gets when the data has no source column."""
+
+    path: Path
+    source: str
+    rows: int = 0
+    missing_columns: list[str] = field(default_factory=list)
+
+    def describe(self) -> dict[str, Any]:
+        return {"path": str(self.path), "source": self.source, "rows": self.rows,
+                "missing_columns": self.missing_columns}
+
+
+def _is_data_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in PARQUET_SUFFIXES | CSV_SUFFIXES and not path.name.startswith(".")
+
+
+def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[InputFile]:
+    """Turn files, folders and globs into the list of files to read, each with its source name.
+
+    Raises
+    ------
+    InputError
+        An input does not exist, a folder holds no Parquet/CSV file, or a glob matches nothing.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    if not inputs:
+        raise InputError("no input given: pass one or more Parquet/CSV files, folders or globs")
+    files: list[InputFile] = []
+    for item in inputs:
+        text = os.fspath(item)
+        path = Path(text)
+        if any(ch in text for ch in "*?["):
+            matches = sorted(Path(p) for p in glob.glob(text, recursive=True))
+            matches = [m for m in matches if _is_data_file(m)]
+            if not matches:
+                raise InputError(f"input glob {text!r} matches no Parquet or CSV file")
+            files += [InputFile(m, m.stem) for m in matches]
+        elif path.is_dir():
+            parts = sorted(p for p in path.rglob("*") if _is_data_file(p))
+            if not parts:
+                raise InputError(f"input folder {path} holds no .parquet or .csv file")
+            files += [InputFile(p, path.name) for p in parts]
+        elif path.exists():
+            if path.suffix.lower() not in PARQUET_SUFFIXES | CSV_SUFFIXES:
+                raise InputError(
+                    f"input {path} is neither Parquet nor CSV (by its extension): use .parquet or .csv"
+                )
+            files.append(InputFile(path, path.stem))
+        else:
+            raise InputError(f"input {path} does not exist")
+    return files
+
+
+def _sniff_delimiter(path: Path) -> str:
+    if path.suffix.lower() == ".tsv":
+        return "\t"
+    with open(path, "rb") as fh:
+        head = fh.read(65536)
+    try:
+        sample = head.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(
+            f"input {path} is not UTF-8 text: re-encode it, e.g. `iconv -f latin1 -t utf-8 {path.name}`"
+        ) from None
+    try:
+        return csv.Sniffer().sniff(sample.split("\n", 1)[0] + "\n", delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def read_table(path: Path) -> pa.Table:
+    """Read one Parquet or CSV file as an Arrow table; CSV columns are all read as strings.
+
+    Reading CSV as strings keeps leading zeros in postcodes and phone numbers that type inference would drop.
+    """
+    suffix = path.suffix.lower()
+    try:
+        if suffix in PARQUET_SUFFIXES:
+            return pq.read_table(path)
+        delimiter = _sniff_delimiter(path)
+        with open(path, newline="", encoding="utf-8") as fh:
+            header = next(csv.reader(fh, delimiter=delimiter), None)
+        if not header:
+            raise InputError(f"input {path} is empty: it has no header line")
+        return pacsv.read_csv(
+            path,
+            parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in header}, strings_can_be_null=True
+            ),
+        )
+    except InputError:
+        raise
+    except UnicodeDecodeError:
+        raise InputError(f"input {path} is not UTF-8 text: re-encode it to UTF-8") from None
+    except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"input {path} cannot be read as {'Parquet' if suffix in PARQUET_SUFFIXES else 'CSV'}: {first}") from None
+
+
+def _as_string(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return column.cast(pa.large_string())
+    if pa.types.is_dictionary(column.type):
+        return column.cast(column.type.value_type).cast(pa.large_string())
+    return pc.cast(column, pa.large_string())
+
+
+def _frame_inputs(frames: Mapping[str, pd.DataFrame] | pd.DataFrame) -> list[tuple[InputFile, pa.Table]]:
+    if isinstance(frames, pd.DataFrame):
+        frames = {"input": frames}
+    out = []
+    for name, frame in frames.items():
+        out.append((InputFile(Path(f"<{name}>"), name), pa.Table.from_pandas(frame, preserve_index=False)))
+    return out
+
+
+def read_inputs(
+    inputs: Sequence[str | os.PathLike] | Mapping[str, pd.DataFrame] | pd.DataFrame,
+    *,
+    record_id: str,
+    source: str | None,
+    field_columns: Mapping[str, str] | None,
+    numeric_fields: Iterable[str] = (),
+) -> tuple[pa.Table, list[InputFile]]:
+    """Read and validate every input; return one Arrow table and what was read.
+
+    Parameters
+    ----------
+    inputs : paths, globs, folders; or DataFrames (one, or a mapping source → DataFrame)
+    record_id : str
+        The record id column; required in every input, non-null, unique within a source.
+    source : str or None
+        A column holding the source system; when absent, the source is the input's name.
+    field_columns : mapping field name → input column, or None
+        None reads every column (used before fields are inferred).
+    numeric_fields : field names read as float64 instead of strings.
+
+    Returns
+    -------
+    table : pa.Table
+        Columns ``record_id`` (string), ``source`` (string) and one per field, renamed to the field name.
+    files : list of InputFile
+    """
+    if isinstance(inputs, (pd.DataFrame, Mapping)):
+        loaded = _frame_inputs(inputs)  # type: ignore[arg-type]
+    else:
+        loaded = [(f, read_table(f.path)) for f in expand_inputs(inputs)]  # type: ignore[arg-type]
+    numeric_fields = set(numeric_fields)
+    tables = []
+    for info, table in loaded:
+        info.rows = table.num_rows
+        names = table.column_names
+        if record_id not in names:
+            raise InputError(
+                f"input {info.path} has no record id column {record_id!r} (its columns: "
+                f"{', '.join(names[:15])}): rename the column or set record_id in the settings"
+            )
+        ids = _as_string(table.column(record_id))
+        nulls = ids.null_count
+        if nulls:
+            first = int(np.flatnonzero(ids.is_null().to_numpy(zero_copy_only=False))[0])
+            raise InputError(
+                f"input {info.path} column {record_id!r} has {nulls} null record id(s) (first at row {first + 1}): "
+                "every record needs an id"
+            )
+        if source and source in names:
+            sources = _as_string(table.column(source))
+            sources = pc.fill_null(sources, info.source)
+        else:
+            sources = pa.chunked_array([pa.array([info.source] * table.num_rows, pa.large_string())])
+        columns: dict[str, pa.ChunkedArray] = {RECORD_ID: ids, SOURCE: sources}
+        wanted = field_columns if field_columns is not None else {
+            c: c for c in names if c not in (record_id, source)
+        }
+        for fname, column in wanted.items():
+            if column in names:
+                col = table.column(column)
+                if fname in numeric_fields:
+                    try:
+                        columns[fname] = pc.cast(col, pa.float64()) if not (
+                            pa.types.is_string(col.type) or pa.types.is_large_string(col.type)) else col.cast(pa.large_string())
+                    except pa.ArrowInvalid:
+                        columns[fname] = _as_string(col)
+                else:
+                    columns[fname] = _as_string(col)
+            else:
+                info.missing_columns.append(column)
+                columns[fname] = pa.chunked_array([pa.nulls(table.num_rows, pa.large_string())])
+        tables.append(pa.table(columns))
+    if field_columns is not None:
+        for fname, column in field_columns.items():
+            if all(column in info.missing_columns for info, _ in loaded):
+                raise InputError(
+                    f"column {column!r} (field {fname}) is in none of the inputs: fix the column name in the "
+                    "settings or remove the field"
+                )
+    combined = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+    if combined.num_rows == 0:
+        raise InputError("the inputs hold no records: every input file is empty")
+    _check_unique_ids(combined, [info for info, _ in loaded])
+    return combined, [info for info, _ in loaded]
+
+
+def _check_unique_ids(table: pa.Table, files: list[InputFile]) -> None:
+    keys = pd.DataFrame({
+        "source": table.column(SOURCE).to_numpy(zero_copy_only=False),
+        "record_id": table.column(RECORD_ID).to_numpy(zero_copy_only=False),
+    })
+    dup = keys.duplicated(keep=False)
+    if dup.any():
+        examples = keys[dup].drop_duplicates().head(3)
+        shown = ", ".join(f"{s}/{r}" for s, r in zip(examples["source"], examples["record_id"]))
+        raise DuplicateRecordError(
+            f"{int(dup.sum())} records share a record id within their source (e.g. {shown}) in "
+            f"{', '.join(str(f.path) for f in files[:3])}: record ids must be unique within a source"
+        )
+
+
+# ------------------------------------------------------------------------------------------------- outputs
+
+def check_output(out: str | os.PathLike, overwrite: bool) -> Path:
+    """Fail early when the output folder cannot be used, before any heavy work."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise OutputError(f"output folder {out} already exists: choose another or pass --overwrite")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"output path {out} exists and is not a folder")
+    parent = out.resolve().parent
+    if not parent.exists():
+        raise OutputError(f"the parent folder of {out} does not exist: create {parent} first")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot write into {parent}: choose an output folder you can write to")
+    return out
+
+
+def write_outputs(
+    out: str | os.PathLike,
+    tables: Mapping[str, pa.Table | pd.DataFrame],
+    documents: Mapping[str, Any],
+    *,
+    overwrite: bool,
+) -> list[Path]:
+    """Write tables as ``NAME.parquet`` and documents as ``NAME.json`` into ``out``, atomically.
+
+    Everything goes to a temporary sibling folder first; only when all files are written is it renamed to
+    ``out`` (an existing ``out`` is moved aside first and removed after), so readers see the old outputs or the
+    complete new ones.
+    """
+    out = check_output(out, overwrite)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        written = []
+        for name, table in tables.items():
+            if isinstance(table, pd.DataFrame):
+                table = pa.Table.from_pandas(table, preserve_index=False)
+            pq.write_table(table, tmp / f"{name}.parquet", compression="zstd")
+            written.append(out / f"{name}.parquet")
+        for name, doc in documents.items():
+            with open(tmp / f"{name}.json", "w", encoding="utf-8") as fh:
+                json.dump(doc, fh, indent=2, sort_keys=False, default=_json_default)
+                fh.write("\n")
+            written.append(out / f"{name}.json")
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not out.exists():
+            os.replace(old, out)
+        raise OutputError(f"cannot write outputs to {out}: {exc}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return written
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")

@@ -1,0 +1,309 @@
+"""Fellegi–Sunter match probabilities, trained on pattern counts.
+
+A pair's gamma vector (one agreement level per comparison) is encoded as one pattern id. Training never looks
+at pairs one by one: it runs expectation–maximisation over the *counts* of each distinct pattern among the
+candidate pairs, and scoring is a lookup table from pattern to match weight, plus term-frequency adjustments on
+the exact levels of chosen comparisons.
+
+The model is a latent-class mixture: one *match* class and ``non_match_classes`` non-match classes, each with
+conditionally independent level probabilities. Blocking hands the model non-matches that look alike: relatives
+who share a surname, an address and a phone; namesakes who share a common first name. Under one non-match class
+with u learnt from random pairs (the textbook model), those correlated agreements multiply into near-certain
+matches. Giving them classes of their own lets the mixture explain them as what they are. With
+``non_match_classes=1`` the model is the textbook one: u fixed from random pairs, m and λ by EM.
+
+Notes
+-----
+class likelihood  f_k(γ) = Π_c p_kc[γ_c]   (null levels contribute 1)
+match weight      w = log2(λ_0 f_0(γ)) − log2(Σ_{k≥1} λ_k f_k(γ))
+term frequency    on the exact level of comparison c, w += log2(u_c[exact] / max(tf(value), tf_minimum_u)) with
+                  u from random pairs (Splink's adjustment): common values count for less, rare ones for more.
+probability       p = 1 / (1 + 2^-w)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from gpucdp.errors import SettingsError
+from gpucdp.kernels.compare import decode_patterns as decode
+from gpucdp.kernels.compare import pattern_strides as strides
+from gpucdp.settings import ComparisonSettings
+
+__all__ = ["FSModel", "decode", "strides", "estimate_u", "train_em", "load_model"]
+
+MODEL_FORMAT = "gpucdp.fellegi_sunter/1"
+_EPS = 1e-9
+
+
+def _level_counts(gamma: np.ndarray, counts: np.ndarray, n_levels: np.ndarray, weights=None) -> list[np.ndarray]:
+    out = []
+    w = counts if weights is None else counts * weights
+    for c, L in enumerate(n_levels):
+        g = gamma[:, c].astype(np.int64)
+        keep = g >= 0
+        out.append(np.bincount(g[keep], weights=w[keep], minlength=int(L) + 1).astype(np.float64))
+    return out
+
+
+def estimate_u(patterns: np.ndarray, n_levels: np.ndarray, *, prior_count: float = 1.0) -> list[np.ndarray]:
+    """u probabilities from the patterns of random (overwhelmingly non-matching) pairs.
+
+    A pseudo-count keeps levels never seen among random pairs (e.g. exact email) at a small positive u instead
+    of zero, so their weight stays finite.
+
+    Returns
+    -------
+    list of float64[n_levels[c] + 1], indexed by gamma (0 = else).
+    """
+    uniq, counts = np.unique(np.asarray(patterns), return_counts=True)
+    gamma = decode(uniq, n_levels)
+    u = []
+    for level_counts in _level_counts(gamma, counts.astype(np.float64), n_levels):
+        smoothed = level_counts + prior_count / len(level_counts)
+        u.append(smoothed / smoothed.sum())
+    return u
+
+
+def _initial_m(n_levels: np.ndarray) -> list[np.ndarray]:
+    # Matches mostly agree strongly: start m geometric in the level (strongest level largest).
+    m = []
+    for L in n_levels:
+        raw = 2.0 ** np.arange(int(L) + 1, dtype=np.float64)
+        raw[0] = 0.5
+        m.append(raw / raw.sum())
+    return m
+
+
+def _log_ratio_table(gamma: np.ndarray, probs: list[np.ndarray]) -> np.ndarray:
+    total = np.zeros(gamma.shape[0], dtype=np.float64)
+    for c, p in enumerate(probs):
+        g = gamma[:, c].astype(np.int64)
+        valid = g >= 0
+        total[valid] += np.log(np.maximum(p[g[valid]], _EPS))
+    return total
+
+
+def _agreement_score(probs: list[np.ndarray], n_levels: np.ndarray) -> float:
+    """Expected agreement of a class: mean over comparisons of E[gamma] / n_levels (1 = always strongest)."""
+    return float(np.mean([(p * np.arange(p.size)).sum() / int(L) for p, L in zip(probs, n_levels)]))
+
+
+def train_em(
+    patterns_unique: np.ndarray,
+    counts: np.ndarray,
+    n_levels: np.ndarray,
+    u_random: list[np.ndarray],
+    *,
+    non_match_classes: int = 2,
+    max_iterations: int = 200,
+    tolerance: float = 1e-7,
+) -> tuple[list[np.ndarray], list[list[np.ndarray]], np.ndarray, dict[str, Any]]:
+    """Fit the latent-class model by EM on pattern counts.
+
+    Parameters
+    ----------
+    patterns_unique : int64[p]
+        Distinct pattern ids among the candidate pairs.
+    counts : int64[p]
+        How many candidate pairs have each pattern.
+    n_levels : int32[C]
+    u_random : list of float64[L_c + 1]
+        Level frequencies among random pairs. With one non-match class it is that class, held fixed; with more,
+        the non-match classes start between the match start and it and are all re-estimated.
+    non_match_classes : int
+    max_iterations, tolerance : EM stopping rule (largest parameter change).
+
+    Returns
+    -------
+    m : list of float64[L_c + 1]
+        Level probabilities of the match class.
+    u : list (per non-match class) of list of float64[L_c + 1]
+    lambdas : float64[1 + non_match_classes]
+        Class shares among the candidate pairs; ``lambdas[0]`` is the match share.
+    info : dict
+        iterations, converged, log_likelihood.
+    """
+    gamma = decode(patterns_unique, n_levels)
+    counts = np.asarray(counts, dtype=np.float64)
+    m0 = _initial_m(n_levels)
+    k_non = int(non_match_classes)
+    classes = [m0]
+    for j in range(1, k_non + 1):
+        t = j / k_non
+        classes.append(_normalise([(1 - t) * a + t * b for a, b in zip(m0, u_random)]))
+    fixed = {1} if k_non == 1 else set()
+    lambdas = np.array([0.3] + [0.7 / k_non] * k_non)
+    converged, iteration, loglik = False, 0, float("nan")
+    for iteration in range(1, max_iterations + 1):
+        logs = np.stack([math.log(max(lambdas[k], 1e-300)) + _log_ratio_table(gamma, classes[k])
+                         for k in range(len(classes))])
+        top = logs.max(axis=0)
+        norm = top + np.log(np.exp(logs - top).sum(axis=0))
+        post = np.exp(logs - norm)
+        loglik = float((counts * norm).sum())
+        new_lambdas = np.maximum((post * counts).sum(axis=1) / counts.sum(), 1e-9)
+        change = float(np.abs(new_lambdas - lambdas).max())
+        for k in range(len(classes)):
+            if k in fixed:
+                continue
+            updated = _normalise(_level_counts(gamma, counts, n_levels, weights=post[k]))
+            change = max(change, *(float(np.abs(a - b).max()) for a, b in zip(updated, classes[k])))
+            classes[k] = updated
+        lambdas = new_lambdas / new_lambdas.sum()
+        if change < tolerance:
+            converged = True
+            break
+    # The match class is the one that agrees most; EM starts it there, but make sure.
+    scores = [_agreement_score(c, n_levels) for c in classes]
+    match = int(np.argmax(scores))
+    order = [match] + [k for k in range(len(classes)) if k != match]
+    info = {"iterations": iteration, "converged": converged, "log_likelihood": loglik,
+            "non_match_classes": k_non, "class_agreement": [round(scores[k], 4) for k in order]}
+    return classes[match], [classes[k] for k in order[1:]], lambdas[order], info
+
+
+def _normalise(level_counts: list[np.ndarray]) -> list[np.ndarray]:
+    out = []
+    for counts in level_counts:
+        total = counts.sum()
+        out.append((counts + 1e-6) / (total + 1e-6 * len(counts)))  # keep every level reachable
+    return out
+
+
+@dataclass
+class FSModel:
+    """A trained model: comparisons, the match class's m, the non-match classes' u, and the class shares.
+
+    Attributes
+    ----------
+    comparisons : list of ComparisonSettings
+    m : list of float64[L_c + 1]
+        Level probabilities among matches (index = gamma, 0 = else).
+    u : list (per non-match class) of list of float64[L_c + 1]
+    lambdas : float64[1 + K]
+        Class shares among candidate pairs, the match class first.
+    u_random : list of float64[L_c + 1] or None
+        Level frequencies among random pairs: the baseline of term-frequency adjustments.
+    """
+
+    comparisons: list[ComparisonSettings]
+    m: list[np.ndarray]
+    u: list[list[np.ndarray]]
+    lambdas: np.ndarray
+    training: dict[str, Any] = field(default_factory=dict)
+    u_random: list[np.ndarray] | None = None
+
+    @property
+    def n_levels(self) -> np.ndarray:
+        return np.array([len(c.levels) for c in self.comparisons], dtype=np.int32)
+
+    @property
+    def lam(self) -> float:
+        """Share of matches among candidate pairs."""
+        return float(self.lambdas[0])
+
+    def u_mixture(self) -> list[np.ndarray]:
+        """Level probabilities among non-matches, all non-match classes pooled."""
+        weights = np.asarray(self.lambdas[1:], dtype=np.float64)
+        weights = weights / weights.sum()
+        return [sum(w * cls[c] for w, cls in zip(weights, self.u)) for c in range(len(self.comparisons))]
+
+    def bayes_factors(self) -> list[np.ndarray]:
+        """log2(m / u) per comparison and level against the pooled non-matches (for reading the model)."""
+        return [np.log2(np.maximum(m, _EPS) / np.maximum(u, _EPS)) for m, u in zip(self.m, self.u_mixture())]
+
+    def pattern_weights(self, patterns_unique: np.ndarray) -> np.ndarray:
+        """Match weight (log2 posterior odds among candidates) of each distinct pattern: float64[p]."""
+        gamma = decode(patterns_unique, self.n_levels)
+        match = math.log(self.lambdas[0]) + _log_ratio_table(gamma, self.m)
+        others = np.stack([math.log(lam) + _log_ratio_table(gamma, cls)
+                           for lam, cls in zip(self.lambdas[1:], self.u)])
+        top = others.max(axis=0)
+        non_match = top + np.log(np.exp(others - top).sum(axis=0))
+        return (match - non_match) / math.log(2.0)
+
+    def tf_adjustment(self, c: int, tf_values: np.ndarray, tf_minimum_u: float) -> np.ndarray:
+        """Extra weight on the exact level of comparison c for values with frequency ``tf_values``."""
+        baseline = self.u_random if self.u_random is not None else self.u_mixture()
+        u_exact = baseline[c][len(self.comparisons[c].levels)]
+        return np.log2(u_exact / np.maximum(tf_values, tf_minimum_u))
+
+    @staticmethod
+    def probability(weights: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp2(-np.clip(weights, -60, 60)))
+
+    def to_dict(self) -> dict[str, Any]:
+        comps = []
+        for c, (comp, bf) in enumerate(zip(self.comparisons, self.bayes_factors())):
+            item = {
+                **comp.model_dump(mode="json"),
+                "gamma_labels": ["else"] + [lvl.describe() for lvl in reversed(comp.levels)],
+                "m": [float(x) for x in self.m[c]],
+                "u": [[float(x) for x in cls[c]] for cls in self.u],
+                "log2_bayes_factor": [round(float(x), 4) for x in bf],
+            }
+            if self.u_random is not None:
+                item["u_random"] = [float(x) for x in self.u_random[c]]
+            comps.append(item)
+        return {"format": MODEL_FORMAT, "lambda": self.lam, "class_lambdas": [float(x) for x in self.lambdas],
+                "comparisons": comps, "training": self.training}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], origin: str = "model") -> "FSModel":
+        if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
+            raise SettingsError(f"{origin} is not a gpucdp model (expected format {MODEL_FORMAT!r})")
+        try:
+            lambdas = np.asarray(data["class_lambdas"], dtype=np.float64)
+            if lambdas.ndim != 1 or lambdas.size < 2 or (lambdas <= 0).any() or abs(lambdas.sum() - 1) > 1e-6:
+                raise ValueError("class_lambdas must be >= 2 positive shares summing to 1")
+            k_non = lambdas.size - 1
+            comparisons, m, u_random = [], [], []
+            u: list[list[np.ndarray]] = [[] for _ in range(k_non)]
+            for item in data["comparisons"]:
+                comp = ComparisonSettings.model_validate({k: item[k] for k in ("name", "levels", "term_frequency")})
+                size = len(comp.levels) + 1
+                mm = np.asarray(item["m"], float)
+                uu = [np.asarray(x, float) for x in item["u"]]
+                if mm.shape != (size,) or len(uu) != k_non or any(x.shape != (size,) for x in uu):
+                    raise ValueError(f"comparison {comp.name}: m and each of the {k_non} u need {size} values")
+                if (mm < 0).any() or any((x <= 0).any() for x in uu):
+                    raise ValueError(f"comparison {comp.name}: m must be >= 0 and u > 0")
+                comparisons.append(comp)
+                m.append(mm)
+                for k in range(k_non):
+                    u[k].append(uu[k])
+                if "u_random" in item:
+                    ur = np.asarray(item["u_random"], float)
+                    if ur.shape != (size,) or (ur <= 0).any():
+                        raise ValueError(f"comparison {comp.name}: u_random needs {size} values > 0")
+                    u_random.append(ur)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SettingsError(f"{origin} is not a valid gpucdp model: {exc}") from None
+        return cls(comparisons, m, u, lambdas, dict(data.get("training", {})),
+                   u_random if len(u_random) == len(comparisons) else None)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+def load_model(path: str | Path) -> FSModel:
+    """Load a model saved by :meth:`FSModel.save` (``--model model.json`` skips training)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SettingsError(f"model file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SettingsError(f"model file {path} cannot be read as JSON: {exc}") from None
+    return FSModel.from_dict(data, origin=f"model file {path}")
+
+
+def describe_comparisons(comparisons: Sequence[ComparisonSettings]) -> list[str]:
+    return [f"{c.name}: " + " > ".join(level.describe() for level in c.levels) for c in comparisons]

@@ -1,0 +1,352 @@
+"""The end-to-end job: records in, unified profiles and the record → profile mapping out.
+
+read → standardize → embed → block → compare → model → cluster → profiles → write; see DESIGN.md. Each
+stage is a function of arrays and frames; this module only wires them, times them and records what they
+did in the manifest.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+import gpucdp
+from gpucdp import block as block_stage
+from gpucdp.backend import Backend, get_backend, to_host
+from gpucdp.cluster import cluster_pairs
+from gpucdp.compare import build_tables, compare_in_chunks, prepare_columns
+from gpucdp.embed import embed_records
+from gpucdp.errors import InternalError, SettingsError
+from gpucdp.io import check_output, read_inputs, write_outputs
+from gpucdp.model import FSModel, decode, estimate_u, load_model, train_em
+from gpucdp.profiles import build_profiles
+from gpucdp.progress import Reporter, peak_rss_bytes
+from gpucdp.settings import Settings, load_settings, parse_settings, resolve_settings
+from gpucdp.standardize import standardize
+
+__all__ = ["ResolveResult", "resolve"]
+
+Inputs = Sequence[str | os.PathLike] | str | os.PathLike | pd.DataFrame | Mapping[str, pd.DataFrame]
+
+
+@dataclass
+class ResolveResult:
+    """What :func:`resolve` returns.
+
+    Attributes
+    ----------
+    profiles : pd.DataFrame
+        One row per unified profile.
+    membership : pd.DataFrame
+        One row per input record: record_id, source, profile_id, match_probability.
+    model : FSModel
+    manifest : dict
+        Settings, versions, backend, inputs, per-stage timings and counts.
+    pairs : pd.DataFrame or None
+        Scored candidate pairs (when asked for).
+    """
+
+    profiles: pd.DataFrame
+    membership: pd.DataFrame
+    model: FSModel
+    manifest: dict[str, Any]
+    pairs: pd.DataFrame | None = None
+    out: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _coerce_settings(settings: Settings | Mapping[str, Any] | str | os.PathLike | None) -> Settings:
+    if settings is None:
+        return Settings()
+    if isinstance(settings, Settings):
+        return settings
+    if isinstance(settings, Mapping):
+        return parse_settings(dict(settings))
+    return load_settings(settings)
+
+
+def _term_frequencies(values: pd.Series) -> np.ndarray:
+    """Relative frequency of each record's value among non-null values (NaN where null): float64[n]."""
+    codes, _ = pd.factorize(values, use_na_sentinel=True)
+    out = np.full(codes.shape[0], np.nan)
+    valid = codes >= 0
+    if valid.any():
+        counts = np.bincount(codes[valid])
+        out[valid] = counts[codes[valid]] / valid.sum()
+    return out
+
+
+def _random_pairs(n: int, count: int, source_codes: np.ndarray, mode: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    left = rng.integers(0, n, size=count, dtype=np.int64)
+    right = rng.integers(0, n, size=count, dtype=np.int64)
+    keep = left != right
+    if mode == "dedupe":
+        keep &= source_codes[left] == source_codes[right]
+    elif mode == "link":
+        keep &= source_codes[left] != source_codes[right]
+    left, right = left[keep], right[keep]
+    order = np.argsort(left, kind="stable")  # the comparison kernel runs ~2x faster on pairs sorted by left
+    return left[order], right[order]
+
+
+def resolve(
+    inputs: Inputs,
+    settings: Settings | Mapping[str, Any] | str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    backend: str | Backend = "auto",
+    *,
+    model: FSModel | str | os.PathLike | None = None,
+    overwrite: bool = False,
+    quiet: bool = True,
+    write_pairs: bool = False,
+    reporter: Reporter | None = None,
+) -> ResolveResult:
+    """Resolve customer records into unified profiles.
+
+    Parameters
+    ----------
+    inputs : paths, folders or globs of Parquet/CSV files; or a DataFrame, or a mapping source → DataFrame
+        Each input given is a source unless the data has a source column.
+    settings : Settings, mapping, path to a YAML/JSON file, or None
+        None infers fields from column names and uses the default comparisons.
+    out : path or None
+        Output folder for profiles.parquet, membership.parquet, model.json, manifest.json (and pairs.parquet);
+        written atomically. None keeps the results in memory only.
+    backend : "auto", "cpu", "gpu" or a Backend
+    model : FSModel or path to model.json, optional
+        A trained model to reuse: training is skipped and its comparisons are used.
+    overwrite : bool
+        Replace an existing output folder.
+    quiet : bool
+        No progress bars or summary table.
+    write_pairs : bool
+        Also return (and write) the scored candidate pairs.
+
+    Returns
+    -------
+    ResolveResult
+    """
+    settings = _coerce_settings(settings)
+    be = backend if isinstance(backend, Backend) else get_backend(backend)
+    report = reporter or Reporter(quiet=quiet)
+    if out is not None:
+        check_output(out, overwrite)
+    fs_model = load_model(model) if isinstance(model, (str, os.PathLike)) else model
+    if fs_model is not None:
+        settings = settings.model_copy(update={"comparisons": fs_model.comparisons})
+    report.print(f"[dim]backend: {be.name} ({be.reason})[/dim]")
+
+    # ---- read
+    with report.stage("read") as st:
+        fields_given = settings.fields is not None
+        table, files = read_inputs(
+            inputs,
+            record_id=settings.record_id,
+            source=settings.source,
+            field_columns={f.name: f.input_column for f in settings.fields} if fields_given else None,
+            numeric_fields=[f.name for f in settings.fields or [] if f.type == "numeric"],
+        )
+        columns = [c for c in table.column_names if c not in ("record_id", "source")]
+        resolved, unused = resolve_settings(settings, columns)
+        n = table.num_rows
+        frame = pd.DataFrame({
+            f.name: table.column(f.name if fields_given else f.input_column).to_pandas()
+            for f in resolved.fields
+        })
+        record_id = table.column("record_id").to_numpy(zero_copy_only=False)
+        source = table.column("source").to_numpy(zero_copy_only=False)
+        source_codes, source_names = pd.factorize(source)
+        st.count(records=n, files=len(files), sources=len(source_names))
+    del table
+
+    # ---- standardize
+    with report.stage("standardize", total=len(resolved.fields), unit="fields") as st:
+        xframe = frame if not be.is_gpu else be.xdf.from_pandas(frame)
+        prepared, std_stats = standardize(
+            xframe, [(f.name, f.type) for f in resolved.fields], xdf=be.xdf, date_order=resolved.date_order
+        )
+        if be.is_gpu:  # pragma: no cover - the GPU path keeps prepared data on the device in a later issue
+            prepared = prepared.to_pandas()
+        st.advance(len(resolved.fields))
+        st.count(unparseable=int(sum(s.get("unparseable", 0) for s in std_stats.values())))
+    del frame, xframe
+
+    # ---- embed + block
+    knn = resolved.blocking.knn
+    left_parts, right_parts = [], []
+    block_counts: dict[str, Any] = {}
+    if knn.enabled and knn.columns:
+        with report.stage("embed") as st:
+            missing = [c for c in knn.columns if c not in prepared.columns]
+            if missing:
+                raise SettingsError(
+                    f"blocking.knn.columns: {', '.join(missing)} do not exist after standardisation; available: "
+                    f"{', '.join(sorted(prepared.columns))}"
+                )
+            emb = embed_records(
+                [prepared[c] for c in knn.columns], list(knn.columns.values()), dim=knn.dim, q=knn.q,
+                target=be.kernel_target,
+            )
+            st.count(dim=knn.dim, fields=len(knn.columns))
+        with report.stage("knn") as st:
+            kl, kr, _ = block_stage.knn_pairs(
+                emb, k=knn.k, min_similarity=knn.min_similarity, faiss=be.faiss, use_gpu=be.faiss_gpu,
+                index=knn.index, nprobe=knn.nprobe,
+            )
+            del emb
+            left_parts.append(kl)
+            right_parts.append(kr)
+            block_counts["knn_pairs"] = int(kl.shape[0])
+            st.count(pairs=int(kl.shape[0]))
+    with report.stage("block") as st:
+        rule_stats = []
+        for rule in resolved.blocking.rules or []:
+            missing = [c for c in rule if c not in prepared.columns]
+            if missing:
+                raise SettingsError(
+                    f"blocking.rules {rule}: {', '.join(missing)} do not exist after standardisation; available: "
+                    f"{', '.join(sorted(prepared.columns))}"
+                )
+            codes = block_stage.key_codes(prepared, rule)
+            rl, rr, stats = block_stage.key_pairs(codes, resolved.blocking.max_block_size)
+            left_parts.append(rl)
+            right_parts.append(rr)
+            rule_stats.append({"rule": rule, **stats})
+        if left_parts:
+            left, right = block_stage.canonical_pairs(np.concatenate(left_parts), np.concatenate(right_parts))
+        else:
+            left, right = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        del left_parts, right_parts
+        left, right = block_stage.filter_mode(left, right, source_codes, resolved.mode)
+        block_counts.update({"rules": rule_stats, "candidate_pairs": int(left.shape[0])})
+        st.count(candidate_pairs=int(left.shape[0]))
+
+    # ---- compare
+    with report.stage("compare", total=int(left.shape[0]), unit="pairs") as st:
+        columns_packed = prepare_columns(prepared, resolved.comparisons)
+        tables = build_tables(resolved.comparisons, columns_packed)
+        patterns = compare_in_chunks(
+            left, right, columns_packed, tables, chunk_size=resolved.chunk_size, target=be.kernel_target,
+            advance=st.advance,
+        )
+        st.count(pairs=int(left.shape[0]), comparisons=len(resolved.comparisons))
+
+    # ---- model
+    with report.stage("model") as st:
+        uniq, inverse, counts = np.unique(patterns, return_inverse=True, return_counts=True)
+        if fs_model is None:
+            rl, rr = _random_pairs(n, resolved.model.u_pairs, source_codes, resolved.mode, resolved.model.seed)
+            random_patterns = compare_in_chunks(
+                rl, rr, columns_packed, tables, chunk_size=resolved.chunk_size, target=be.kernel_target
+            )
+            u_random = estimate_u(random_patterns, tables.n_levels)
+            if uniq.size:
+                m, u, lambdas, info = train_em(
+                    uniq, counts, tables.n_levels, u_random, non_match_classes=resolved.model.non_match_classes,
+                    max_iterations=resolved.model.em_max_iterations, tolerance=resolved.model.em_tolerance,
+                )
+            else:
+                m, u, lambdas = [np.full_like(x, 1.0 / x.size) for x in u_random], [u_random], np.array([0.5, 0.5])
+                info = {"iterations": 0, "converged": False}
+            info.update({"random_pairs": int(rl.shape[0]), "candidate_pairs": int(left.shape[0]),
+                         "distinct_patterns": int(uniq.size)})
+            fs_model = FSModel(list(resolved.comparisons), m, u, lambdas, info, u_random)
+        weights = fs_model.pattern_weights(uniq)[inverse] if uniq.size else np.zeros(0)
+        gamma_unique = decode(uniq, tables.n_levels) if uniq.size else np.zeros((0, len(tables.names)), np.int8)
+        for c, comp in enumerate(resolved.comparisons):
+            if not comp.term_frequency:
+                continue
+            exact = (gamma_unique[:, c] == tables.n_levels[c])[inverse]
+            if exact.any():
+                tf = _term_frequencies(prepared[comp.levels[0].column])
+                weights[exact] += fs_model.tf_adjustment(c, tf[left[exact]], resolved.model.tf_minimum_u)
+        probability = FSModel.probability(weights)
+        st.count(lam=round(fs_model.lam, 5), patterns=int(uniq.size))
+
+    # ---- cluster
+    with report.stage("cluster") as st:
+        clusters = cluster_pairs(
+            n, left, right, probability, threshold=resolved.cluster.threshold,
+            max_cluster_size=resolved.cluster.max_cluster_size, split_oversized=resolved.cluster.split_oversized,
+            backend=be,
+        )
+        st.count(clusters=clusters.stats["clusters"], max_size=clusters.stats["max_size"],
+                 oversized=clusters.stats["oversized_clusters"])
+
+    # ---- profiles
+    with report.stage("profiles") as st:
+        profiles, membership = build_profiles(
+            record_id, source, prepared, resolved.fields, clusters.labels, clusters.record_probability,
+            clusters.oversized,
+        )
+        _check_membership(membership, n)
+        st.count(profiles=profiles.num_rows)
+
+    pairs_table = None
+    if write_pairs:
+        pairs_table = pa.table({
+            "left_record_id": pa.array(record_id[left], pa.string()),
+            "left_source": pa.array(source[left], pa.string()),
+            "right_record_id": pa.array(record_id[right], pa.string()),
+            "right_source": pa.array(source[right], pa.string()),
+            "pattern": pa.array(patterns, pa.int32()),
+            "match_weight": pa.array(weights, pa.float64()),
+            "match_probability": pa.array(probability, pa.float64()),
+        })
+
+    manifest: dict[str, Any] = {
+        "gpucdp_version": gpucdp.__version__,
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "backend": be.describe(),
+        "inputs": [f.describe() for f in files],
+        "records": n,
+        "sources": {str(s): int(c) for s, c in zip(source_names, np.bincount(source_codes))},
+        "unused_columns": unused,
+        "settings": resolved.to_dict(),
+        "standardize": std_stats,
+        "blocking": block_counts,
+        "model": {"lambda": fs_model.lam, "class_lambdas": [float(x) for x in fs_model.lambdas],
+                  **fs_model.training},
+        "cluster": clusters.stats,
+        "profiles": profiles.num_rows,
+        "stages": report.stages,
+        "peak_rss_bytes": peak_rss_bytes(),
+    }
+    if out is not None:
+        with report.stage("write") as st:
+            tables_out = {"profiles": profiles, "membership": membership}
+            if pairs_table is not None:
+                tables_out["pairs"] = pairs_table
+            manifest["outputs"] = sorted([f"{k}.parquet" for k in tables_out] + ["model.json", "manifest.json"])
+            write_outputs(out, tables_out, {"model": fs_model.to_dict(), "manifest": manifest}, overwrite=overwrite)
+            st.count(files=len(manifest["outputs"]))
+        manifest["stages"] = report.stages
+    if not report.quiet:
+        report.console.print(report.summary_table(n))
+    return ResolveResult(
+        profiles=profiles.to_pandas(),
+        membership=membership.to_pandas(),
+        model=fs_model,
+        manifest=manifest,
+        pairs=pairs_table.to_pandas() if pairs_table is not None else None,
+        out=Path(out) if out is not None else None,
+    )
+
+
+def _check_membership(membership: pa.Table, n: int) -> None:
+    """Every input record appears exactly once in membership: checked on every run, not only in tests."""
+    if membership.num_rows != n:
+        raise InternalError(f"membership has {membership.num_rows} rows for {n} input records")
+    if membership.column("profile_id").null_count:
+        raise InternalError("a record has no profile id")

@@ -1,0 +1,130 @@
+"""Unified profiles: one golden record per cluster, and the record → profile membership.
+
+Survivorship: for each field the golden value is the most frequent non-null prepared value among the cluster's
+records (ties go to the value that sorts first, so the result is deterministic); emails and phones keep every
+distinct value as a list. Everything works on integer codes (factorised values), never per cluster in Python.
+
+Profile ids are stable across runs as long as a cluster keeps its anchor record (the member with the smallest
+``(source, record_id)``): ``p`` + 16 hex digits of a keyed hash of the anchor.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from gpucdp.settings import FieldSettings
+
+__all__ = ["profile_ids", "golden_values", "build_profiles"]
+
+_HASH_KEY = "gpucdp-profile-1"  # 16 characters, as pandas' hash needs
+LIST_TYPES = {"email", "phone"}
+
+
+def profile_ids(labels: np.ndarray, source: Sequence[str], record_id: Sequence[str]) -> np.ndarray:
+    """A profile id per cluster label (object[n_clusters]) from the cluster's anchor record."""
+    key = pd.Series(np.asarray(source, dtype=object)) + "\x1f" + pd.Series(np.asarray(record_id, dtype=object))
+    anchor = key.groupby(labels, sort=True).min()
+    hashed = pd.util.hash_array(anchor.to_numpy(dtype=object), hash_key=_HASH_KEY, categorize=False)
+    return np.array([f"p{h:016x}" for h in hashed.tolist()], dtype=object)
+
+
+def golden_values(labels: np.ndarray, values: pd.Series, n_clusters: int) -> np.ndarray:
+    """Most frequent non-null value per cluster (object[n_clusters], None where all are null)."""
+    codes, uniques = pd.factorize(values, sort=True, use_na_sentinel=True)
+    out = np.full(n_clusters, None, dtype=object)
+    keep = codes >= 0
+    if not keep.any():
+        return out
+    n_codes = np.int64(len(uniques))
+    key = labels[keep].astype(np.int64) * n_codes + codes[keep]
+    pair, count = np.unique(key, return_counts=True)
+    label, code = pair // n_codes, pair % n_codes
+    # order: by label, then most frequent, then smallest code (= value sorting first)
+    order = np.lexsort((code, -count, label))
+    label, code = label[order], code[order]
+    first = np.ones(label.shape[0], dtype=bool)
+    first[1:] = label[1:] != label[:-1]
+    out[label[first]] = np.asarray(uniques, dtype=object)[code[first]]
+    return out
+
+
+def _distinct_lists(labels: np.ndarray, values: pd.Series, n_clusters: int) -> pa.Array:
+    codes, uniques = pd.factorize(values, sort=True, use_na_sentinel=True)
+    keep = codes >= 0
+    n_codes = np.int64(max(len(uniques), 1))
+    pair = np.unique(labels[keep].astype(np.int64) * n_codes + codes[keep])
+    label, code = pair // n_codes, pair % n_codes
+    offsets = np.zeros(n_clusters + 1, dtype=np.int64)
+    np.cumsum(np.bincount(label, minlength=n_clusters), out=offsets[1:])
+    flat = pa.array(np.asarray(uniques, dtype=object)[code] if len(code) else [], type=pa.large_string())
+    return pa.LargeListArray.from_arrays(pa.array(offsets), flat)
+
+
+def build_profiles(
+    record_id: Sequence[str],
+    source: Sequence[str],
+    prepared: pd.DataFrame,
+    fields: Sequence[FieldSettings],
+    labels: np.ndarray,
+    record_probability: np.ndarray,
+    oversized: np.ndarray,
+) -> tuple[pa.Table, pa.Table]:
+    """Build the profiles and membership tables.
+
+    Parameters
+    ----------
+    record_id, source : str[n]
+    prepared : DataFrame[n]
+        Standardised columns; field ``f``'s golden value is taken from column ``f`` (or ``f__num``).
+    fields : list of FieldSettings
+    labels : int64[n]
+        Cluster label per record, 0..n_clusters-1.
+    record_probability : float64[n]
+        Probability of the strongest edge that joined each record (NaN when alone).
+    oversized : bool[n]
+        Records whose cluster is still above the size cap.
+
+    Returns
+    -------
+    profiles : pa.Table
+        profile_id, record_count, sources (list), oversized, one golden column per field, and for email and
+        phone fields the list of distinct values (``<field>_all``).
+    membership : pa.Table
+        record_id, source, profile_id, match_probability; in input order, one row per input record.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    n_clusters = int(labels.max()) + 1 if labels.size else 0
+    ids = profile_ids(labels, source, record_id)
+    counts = np.bincount(labels, minlength=n_clusters)
+    cluster_oversized = np.zeros(n_clusters, dtype=bool)
+    cluster_oversized[labels[oversized]] = True
+    columns: dict[str, pa.Array] = {
+        "profile_id": pa.array(ids, type=pa.string()),
+        "record_count": pa.array(counts, type=pa.int32()),
+        "sources": _distinct_lists(labels, pd.Series(np.asarray(source, dtype=object)), n_clusters),
+        "oversized": pa.array(cluster_oversized),
+    }
+    for f in fields:
+        column = f.name if f.name in prepared.columns else f"{f.name}__num"
+        if column not in prepared.columns:
+            continue
+        values = prepared[column]
+        if f.type == "numeric":
+            golden = golden_values(labels, values, n_clusters)
+            columns[f.name] = pa.array(golden.astype(float) if golden.size else [], type=pa.float64())
+            continue
+        columns[f.name] = pa.array(golden_values(labels, values, n_clusters), type=pa.string())
+        if f.type in LIST_TYPES:
+            columns[f"{f.name}_all"] = _distinct_lists(labels, values, n_clusters)
+    profiles = pa.table(columns)
+    membership = pa.table({
+        "record_id": pa.array(np.asarray(record_id, dtype=object), type=pa.string()),
+        "source": pa.array(np.asarray(source, dtype=object), type=pa.string()),
+        "profile_id": pa.array(ids[labels], type=pa.string()),
+        "match_probability": pa.array(record_probability, type=pa.float64(), from_pandas=True),
+    })
+    return profiles, membership

@@ -1,0 +1,131 @@
+import os
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from gpucdp.errors import DuplicateRecordError, InputError, OutputError
+from gpucdp.io import check_output, expand_inputs, read_inputs, write_outputs
+
+FIELDS = {"first_name": "first_name", "postcode": "postcode"}
+
+
+def _read(inputs, fields=FIELDS):
+    return read_inputs(inputs, record_id="record_id", source="source", field_columns=fields)
+
+
+def test_files_folders_globs_are_sources(tmp_path):
+    pd.DataFrame({"record_id": ["1", "2"], "first_name": ["ann", "bob"], "postcode": ["02139", None]}).to_csv(
+        tmp_path / "crm.csv", index=False)
+    web = tmp_path / "web"
+    web.mkdir()
+    for i in range(2):
+        pq.write_table(pa.table({"record_id": [f"w{i}"], "first_name": ["cy"], "postcode": ["02139"]}),
+                       web / f"part-{i}.parquet")
+    table, files = _read([tmp_path / "crm.csv", web])
+    assert table.num_rows == 4
+    assert table.column("source").to_pylist() == ["crm", "crm", "web", "web"]
+    # CSV columns are strings: the leading zero of a postcode survives
+    assert table.column("postcode").to_pylist()[0] == "02139"
+    assert [f.rows for f in files] == [2, 1, 1]
+    globbed = expand_inputs([str(web / "*.parquet")])
+    assert [f.source for f in globbed] == ["part-0", "part-1"]
+
+
+def test_source_column_overrides_file_name(tmp_path):
+    frame = pd.DataFrame({"record_id": ["1", "2"], "source": ["pos", None], "first_name": ["a", "b"],
+                          "postcode": ["x", "y"]})
+    table, _ = _read({"all": frame})
+    assert table.column("source").to_pylist() == ["pos", "all"]
+
+
+def test_missing_field_column_in_one_source_is_null_and_reported(tmp_path):
+    a = pd.DataFrame({"record_id": ["1"], "first_name": ["a"], "postcode": ["x"]})
+    b = pd.DataFrame({"record_id": ["1"], "first_name": ["b"]})
+    table, files = _read({"a": a, "b": b})
+    assert table.column("postcode").to_pylist() == ["x", None]
+    assert files[1].missing_columns == ["postcode"]
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("missing_file", "does not exist"),
+    ("empty_folder", "holds no .parquet or .csv"),
+    ("bad_glob", "matches no Parquet"),
+    ("bad_extension", "neither Parquet nor CSV"),
+    ("corrupt_parquet", "cannot be read as Parquet"),
+    ("no_record_id", "no record id column 'record_id'"),
+    ("null_record_id", "null record id"),
+    ("duplicate_record_id", "unique within a source"),
+    ("field_nowhere", "is in none of the inputs"),
+    ("latin1_csv", "not UTF-8"),
+    ("empty", "hold no records"),
+])
+def test_bad_inputs_are_named(tmp_path, case, needle):
+    path = tmp_path / "in.parquet"
+    fields = FIELDS
+    if case == "missing_file":
+        inputs = [tmp_path / "nope.parquet"]
+    elif case == "empty_folder":
+        (tmp_path / "empty").mkdir()
+        inputs = [tmp_path / "empty"]
+    elif case == "bad_glob":
+        inputs = [str(tmp_path / "*.parquet")]
+    elif case == "bad_extension":
+        (tmp_path / "x.xlsx").write_text("x")
+        inputs = [tmp_path / "x.xlsx"]
+    elif case == "corrupt_parquet":
+        path.write_bytes(b"PAR1 this is not parquet")
+        inputs = [path]
+    elif case == "latin1_csv":
+        p = tmp_path / "l.csv"
+        p.write_bytes("record_id,first_name,postcode\n1,Jos\xe9,x\n".encode("latin-1"))
+        inputs = [p]
+    else:
+        frame = {
+            "no_record_id": pd.DataFrame({"id": ["1"], "first_name": ["a"], "postcode": ["x"]}),
+            "null_record_id": pd.DataFrame({"record_id": ["1", None], "first_name": ["a", "b"], "postcode": ["x", "y"]}),
+            "duplicate_record_id": pd.DataFrame({"record_id": ["1", "1"], "first_name": ["a", "b"],
+                                                 "postcode": ["x", "y"]}),
+            "field_nowhere": pd.DataFrame({"record_id": ["1"], "first_name": ["a"]}),
+            "empty": pd.DataFrame({"record_id": pd.Series([], dtype=str), "first_name": pd.Series([], dtype=str),
+                                   "postcode": pd.Series([], dtype=str)}),
+        }[case]
+        frame.to_parquet(path)
+        inputs = [path]
+    error = DuplicateRecordError if case == "duplicate_record_id" else InputError
+    with pytest.raises(error, match=needle) as info:
+        _read(inputs, fields)
+    if case in ("null_record_id", "corrupt_parquet"):
+        assert "in.parquet" in str(info.value)
+
+
+def test_same_record_id_in_two_sources_is_fine():
+    a = pd.DataFrame({"record_id": ["1"], "first_name": ["a"], "postcode": ["x"]})
+    table, _ = _read({"crm": a, "web": a})
+    assert table.num_rows == 2
+
+
+def test_atomic_write_and_overwrite(tmp_path):
+    out = tmp_path / "out"
+    write_outputs(out, {"t": pd.DataFrame({"a": [1]})}, {"m": {"x": 1}}, overwrite=False)
+    assert sorted(os.listdir(out)) == ["m.json", "t.parquet"]
+    with pytest.raises(OutputError, match="already exists"):
+        check_output(out, overwrite=False)
+    write_outputs(out, {"u": pd.DataFrame({"a": [2]})}, {}, overwrite=True)
+    assert os.listdir(out) == ["u.parquet"]
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+
+
+def test_failed_write_leaves_previous_outputs(tmp_path):
+    out = tmp_path / "out"
+    write_outputs(out, {"t": pd.DataFrame({"a": [1]})}, {}, overwrite=False)
+    with pytest.raises(TypeError):
+        write_outputs(out, {"t": pd.DataFrame({"a": [9]})}, {"m": {"bad": object()}}, overwrite=True)
+    assert pd.read_parquet(out / "t.parquet")["a"].tolist() == [1]
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+
+
+def test_output_parent_must_exist(tmp_path):
+    with pytest.raises(OutputError, match="parent folder"):
+        check_output(tmp_path / "a" / "b", overwrite=False)

@@ -1,0 +1,98 @@
+"""End to end on generated data with known truth: accuracy floors and the run's invariants."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gpucdp import synth
+from gpucdp.evaluate import evaluate_frames
+from gpucdp.model import load_model
+from gpucdp.pipeline import resolve
+
+N_RECORDS = 12_000
+
+
+@pytest.fixture(scope="module")
+def generated():
+    return synth.generate_frame(N_RECORDS, seed=7, difficulty=0.5)
+
+
+@pytest.fixture(scope="module")
+def run(generated, tmp_path_factory):
+    records, _ = generated
+    out = tmp_path_factory.mktemp("run") / "out"
+    result = resolve(records, out=out, backend="cpu", write_pairs=True)
+    return result, out
+
+
+def test_accuracy_floors(run, generated):
+    result, _ = run
+    _, truth = generated
+    metrics = evaluate_frames(result.membership, truth)
+    assert metrics["pairwise"]["precision"] >= 0.95, metrics["pairwise"]
+    assert metrics["pairwise"]["recall"] >= 0.93, metrics["pairwise"]
+    assert metrics["bcubed"]["f1"] >= 0.95, metrics["bcubed"]
+
+
+def test_every_record_exactly_once(run, generated):
+    result, _ = run
+    records, _ = generated
+    m = result.membership
+    assert len(m) == len(records)
+    assert not m.duplicated(["source", "record_id"]).any()
+    assert set(zip(m["source"], m["record_id"])) == set(zip(records["source"], records["record_id"]))
+    assert m["profile_id"].notna().all()
+    assert set(m["profile_id"]) == set(result.profiles["profile_id"])
+    counts = m.groupby("profile_id").size()
+    assert (result.profiles.set_index("profile_id")["record_count"].sort_index() == counts.sort_index()).all()
+
+
+def test_outputs_written(run):
+    result, out = run
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.json", "membership.parquet", "model.json", "pairs.parquet", "profiles.parquet"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    for key in ("settings", "backend", "inputs", "stages", "blocking", "cluster", "standardize", "model"):
+        assert key in manifest
+    assert manifest["records"] == N_RECORDS
+    assert set(manifest["stages"]) >= {"read", "standardize", "embed", "knn", "block", "compare", "model",
+                                       "cluster", "profiles"}
+    assert pd.read_parquet(out / "membership.parquet").shape[0] == N_RECORDS
+    pairs = pd.read_parquet(out / "pairs.parquet")
+    assert pairs["match_probability"].between(0, 1).all()
+
+
+def test_model_reuse_skips_training_and_gives_same_clusters(run, generated):
+    result, out = run
+    records, _ = generated
+    again = resolve(records, backend="cpu", model=out / "model.json")
+    assert again.model.training == load_model(out / "model.json").training
+    pd.testing.assert_series_equal(again.membership["profile_id"], result.membership["profile_id"])
+
+
+def test_deterministic(run, generated):
+    result, _ = run
+    records, _ = generated
+    again = resolve(records, backend="cpu")
+    pd.testing.assert_frame_equal(again.membership, result.membership)
+    pd.testing.assert_frame_equal(again.profiles, result.profiles)
+
+
+def test_link_mode_keeps_only_cross_source_pairs(generated):
+    records, _ = generated
+    sub = records.head(3000)
+    result = resolve(sub, settings={"mode": "link"}, backend="cpu", write_pairs=True)
+    assert (result.pairs["left_source"] != result.pairs["right_source"]).all()
+    result = resolve(sub, settings={"mode": "dedupe"}, backend="cpu", write_pairs=True)
+    assert (result.pairs["left_source"] == result.pairs["right_source"]).all()
+
+
+def test_bad_comparison_column_is_named(generated):
+    records, _ = generated
+    from gpucdp.errors import SettingsError
+
+    settings = {"comparisons": [{"name": "x", "levels": [{"method": "exact", "column": "nope"}]}]}
+    with pytest.raises(SettingsError, match="column 'nope' does not exist"):
+        resolve(records.head(100), settings=settings, backend="cpu")
