@@ -102,7 +102,7 @@ def main(argv=None) -> int:
             f"{r['peak_rss_bytes'] / 2**30:.2f}", f"{r['pairwise']['precision']:.4f}",
             f"{r['pairwise']['recall']:.4f}", f"{r['pairwise']['f1']:.4f}",
         )
-    Console().print(table)
+    Console(width=220).print(table)
     doc = {
         "benchmark": "end_to_end",
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -23,6 +23,7 @@ import numba
 import numpy as np
 import pandas as pd
 
+from gpucdp.arrays import unique_sorted
 from gpucdp.errors import InputError, SettingsError
 
 __all__ = [
@@ -90,7 +91,7 @@ def canonical_pairs(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np
     packed = _pair_keys(lo, hi)
     if packed is not None:
         keys, base = packed
-        keys = np.unique(keys)
+        keys = unique_sorted(keys)
         return keys // base, keys % base
     order = np.lexsort((hi, lo))
     lo, hi = lo[order], hi[order]

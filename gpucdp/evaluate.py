@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from gpucdp.arrays import unique_counts
 from gpucdp.errors import DuplicateRecordError, InputError
 
 if TYPE_CHECKING:  # rich is only needed to draw the table
@@ -151,7 +152,7 @@ def _contingency(pred: Any, true: Any) -> _Contingency:
         )
     # One int64 key per record; n_pred * n_true ≤ n² stays below 2**63 up to ~3e9 records.
     key = pred_code * max(n_true, 1) + true_code
-    cells, counts = _unique_counts(key)
+    cells, counts = unique_counts(key)
     return _Contingency(
         n=len(pred_code),
         pred_sizes=np.bincount(pred_code, minlength=n_pred).astype(np.int64),
@@ -160,20 +161,6 @@ def _contingency(pred: Any, true: Any) -> _Contingency:
         cell_true=cells % max(n_true, 1),
         cell_count=counts.astype(np.int64),
     )
-
-
-def _unique_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted distinct values of int64 ``keys`` and how often each occurs.
-
-    Sort-based on purpose: numpy ≥ 2.3 routes ``np.unique`` without ``return_*`` through a hash set that took
-    150 s on 30M distinct int64 keys (a sort takes 2 s), so the path is spelled out rather than left to numpy.
-    """
-    keys = np.sort(keys)
-    if len(keys) == 0:
-        return keys, np.zeros(0, dtype=np.int64)
-    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-    counts = np.diff(np.append(starts, len(keys)))
-    return keys[starts], counts.astype(np.int64)
 
 
 def _pairs(sizes: np.ndarray) -> int:
@@ -368,7 +355,7 @@ def blocking_metrics(left: Any, right: Any, true: Any) -> dict:
     n = len(true_code)
     lo, hi = _candidate_positions(left, right, n)
     # Canonical pair key lo * n + hi < n² fits int64 up to ~3e9 records.
-    keys, _ = _unique_counts(lo * n + hi)
+    keys, _ = unique_counts(lo * n + hi)
     lo, hi = keys // max(n, 1), keys % max(n, 1)
     found = int(np.count_nonzero(true_code[lo] == true_code[hi]))
     true_pairs = _pairs(np.bincount(true_code, minlength=n_true).astype(np.int64))

@@ -20,9 +20,10 @@ import pyarrow as pa
 
 import gpucdp
 from gpucdp import block as block_stage
+from gpucdp.arrays import dense_unique
 from gpucdp.backend import Backend, get_backend, to_host
 from gpucdp.cluster import cluster_pairs
-from gpucdp.compare import build_tables, compare_in_chunks, prepare_columns
+from gpucdp.compare import build_tables, compare_in_chunks, locality_order, prepare_columns
 from gpucdp.embed import embed_records
 from gpucdp.errors import InternalError, SettingsError
 from gpucdp.io import check_output, read_inputs, write_outputs
@@ -234,15 +235,21 @@ def resolve(
     with report.stage("compare", total=int(left.shape[0]), unit="pairs") as st:
         columns_packed = prepare_columns(prepared, resolved.comparisons)
         tables = build_tables(resolved.comparisons, columns_packed)
+        names = [f.name for f in resolved.fields if f.type == "name"][::-1]  # surname first, by convention
+        layout = locality_order(prepared, [f"{n}__phonetic" for n in names[:1]] + [f"{n}__canon" for n in names[1:2]])
         patterns = compare_in_chunks(
             left, right, columns_packed, tables, chunk_size=resolved.chunk_size, target=be.kernel_target,
-            advance=st.advance,
+            advance=st.advance, order=layout,
         )
         st.count(pairs=int(left.shape[0]), comparisons=len(resolved.comparisons))
 
     # ---- model
     with report.stage("model") as st:
-        uniq, inverse, counts = np.unique(patterns, return_inverse=True, return_counts=True)
+        space = int(np.prod(tables.n_levels.astype(np.int64) + 2))
+        if space <= 1 << 24:
+            uniq, inverse, counts = dense_unique(patterns, space)
+        else:
+            uniq, inverse, counts = np.unique(patterns, return_inverse=True, return_counts=True)
         if fs_model is None:
             rl, rr = _random_pairs(n, resolved.model.u_pairs, source_codes, resolved.mode, resolved.model.seed)
             random_patterns = compare_in_chunks(
@@ -268,7 +275,8 @@ def resolve(
             exact = (gamma_unique[:, c] == tables.n_levels[c])[inverse]
             if exact.any():
                 tf = _term_frequencies(prepared[comp.levels[0].column])
-                weights[exact] += fs_model.tf_adjustment(c, tf[left[exact]], resolved.model.tf_minimum_u)
+                weights[exact] += resolved.model.tf_weight * fs_model.tf_adjustment(
+                    c, tf[left[exact]], resolved.model.tf_minimum_u)
         probability = FSModel.probability(weights)
         st.count(lam=round(fs_model.lam, 5), patterns=int(uniq.size))
 

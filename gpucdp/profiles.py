@@ -1,7 +1,7 @@
 """Unified profiles: one golden record per cluster, and the record → profile membership.
 
 Survivorship: for each field the golden value is the most frequent non-null prepared value among the cluster's
-records (ties go to the value that sorts first, so the result is deterministic); emails and phones keep every
+records (ties go to the value seen first in the input, so the result is deterministic); emails and phones keep every
 distinct value as a list. Everything works on integer codes (factorised values), never per cluster in Python.
 
 Profile ids are stable across runs as long as a cluster keeps its anchor record (the member with the smallest
@@ -15,7 +15,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from gpucdp.arrays import unique_counts, unique_sorted
 from gpucdp.settings import FieldSettings
 
 __all__ = ["profile_ids", "golden_values", "build_profiles"]
@@ -26,24 +28,37 @@ LIST_TYPES = {"email", "phone"}
 
 def profile_ids(labels: np.ndarray, source: Sequence[str], record_id: Sequence[str]) -> np.ndarray:
     """A profile id per cluster label (object[n_clusters]) from the cluster's anchor record."""
-    key = pd.Series(np.asarray(source, dtype=object)) + "\x1f" + pd.Series(np.asarray(record_id, dtype=object))
-    anchor = key.groupby(labels, sort=True).min()
-    hashed = pd.util.hash_array(anchor.to_numpy(dtype=object), hash_key=_HASH_KEY, categorize=False)
+    labels = np.asarray(labels, dtype=np.int64)
+    keys = pa.table({"source": pa.array(np.asarray(source, dtype=object), pa.string()),
+                     "record_id": pa.array(np.asarray(record_id, dtype=object), pa.string())})
+    order = pc.sort_indices(keys, sort_keys=[("source", "ascending"), ("record_id", "ascending")]).to_numpy()
+    rank = np.empty(order.shape[0], dtype=np.int64)
+    rank[order] = np.arange(order.shape[0], dtype=np.int64)
+    n_clusters = int(labels.max()) + 1 if labels.size else 0
+    anchor_rank = np.full(n_clusters, order.shape[0], dtype=np.int64)
+    np.minimum.at(anchor_rank, labels, rank)
+    anchor = order[anchor_rank]
+    text = (pd.Series(np.asarray(source, dtype=object)[anchor]) + "\x1f"
+            + pd.Series(np.asarray(record_id, dtype=object)[anchor]))
+    hashed = pd.util.hash_array(text.to_numpy(dtype=object), hash_key=_HASH_KEY, categorize=False)
     return np.array([f"p{h:016x}" for h in hashed.tolist()], dtype=object)
 
 
 def golden_values(labels: np.ndarray, values: pd.Series, n_clusters: int) -> np.ndarray:
-    """Most frequent non-null value per cluster (object[n_clusters], None where all are null)."""
-    codes, uniques = pd.factorize(values, sort=True, use_na_sentinel=True)
+    """Most frequent non-null value per cluster (object[n_clusters], None where all are null).
+
+    Ties go to the value that appears first in the input, so the result is deterministic.
+    """
+    codes, uniques = pd.factorize(values, sort=False, use_na_sentinel=True)
     out = np.full(n_clusters, None, dtype=object)
     keep = codes >= 0
     if not keep.any():
         return out
     n_codes = np.int64(len(uniques))
     key = labels[keep].astype(np.int64) * n_codes + codes[keep]
-    pair, count = np.unique(key, return_counts=True)
+    pair, count = unique_counts(key)
     label, code = pair // n_codes, pair % n_codes
-    # order: by label, then most frequent, then smallest code (= value sorting first)
+    # order: by label, then most frequent, then smallest code (= value seen first)
     order = np.lexsort((code, -count, label))
     label, code = label[order], code[order]
     first = np.ones(label.shape[0], dtype=bool)
@@ -53,10 +68,11 @@ def golden_values(labels: np.ndarray, values: pd.Series, n_clusters: int) -> np.
 
 
 def _distinct_lists(labels: np.ndarray, values: pd.Series, n_clusters: int) -> pa.Array:
-    codes, uniques = pd.factorize(values, sort=True, use_na_sentinel=True)
+    """Distinct non-null values per cluster, in order of first appearance in the input."""
+    codes, uniques = pd.factorize(values, sort=False, use_na_sentinel=True)
     keep = codes >= 0
     n_codes = np.int64(max(len(uniques), 1))
-    pair = np.unique(labels[keep].astype(np.int64) * n_codes + codes[keep])
+    pair = unique_sorted(labels[keep].astype(np.int64) * n_codes + codes[keep])
     label, code = pair // n_codes, pair % n_codes
     offsets = np.zeros(n_clusters + 1, dtype=np.int64)
     np.cumsum(np.bincount(label, minlength=n_clusters), out=offsets[1:])

@@ -41,7 +41,7 @@ def values(series):
 
 
 def test_derived_columns_for_every_type():
-    assert derived_columns("first", "name") == ["first", "first__canon", "first__phonetic"]
+    assert derived_columns("first", "name") == ["first", "first__canon", "first__phonetic", "first__initial"]
     assert derived_columns("e", "email") == ["e", "e__user", "e__domain"]
     assert derived_columns("p", "phone") == ["p"]
     assert derived_columns("d", "date") == ["d", "d__ymd"]
@@ -82,7 +82,7 @@ def test_new_frame_same_index_only_derived_columns():
     out, stats = standardize(frame, [("name", "name"), ("city", "categorical")], nicknames=NICKNAMES)
     pd.testing.assert_frame_equal(frame, before)  # the input is not touched
     assert out.index.equals(frame.index)
-    assert list(out.columns) == ["name", "name__canon", "name__phonetic", "city"]
+    assert list(out.columns) == ["name", "name__canon", "name__phonetic", "name__initial", "city"]
     assert values(out["name__canon"]) == ["ann", None, "robert"]
     assert stats == {"name": {"missing": 1, "unparseable": 0}, "city": {"missing": 1, "unparseable": 0}}
 
@@ -90,7 +90,7 @@ def test_new_frame_same_index_only_derived_columns():
 def test_empty_frame_and_no_fields():
     frame = pd.DataFrame({"n": pd.Series([], dtype="str"), "d": pd.Series([], dtype="str")})
     out, stats = standardize(frame, [("n", "name"), ("d", "date")], nicknames={})
-    assert len(out) == 0 and list(out.columns) == ["n", "n__canon", "n__phonetic", "d", "d__ymd"]
+    assert len(out) == 0 and list(out.columns) == ["n", "n__canon", "n__phonetic", "n__initial", "d", "d__ymd"]
     assert stats["n"] == {"missing": 0, "unparseable": 0}
     out, stats = standardize(pd.DataFrame({"x": [1, 2]}), [])
     assert len(out) == 2 and stats == {}
@@ -181,6 +181,7 @@ def test_name_canon_and_phonetic():
     assert values(out["f__canon"]) == ["robert", "william", "elizabeth", "j", "j", "robert", "zebulon", None]
     clean = values(out["f"])
     assert values(out["f__phonetic"]) == [double_metaphone(v)[0] if v else None for v in clean]
+    assert values(out["f__initial"]) == [v[0] if v else None for v in clean]
     out, _ = run(["Smyth", "smith", "Catherine", "Kathryn"], "name")
     assert values(out["f__phonetic"]) == ["SM0", "SM0", "K0RN", "K0RN"]
 

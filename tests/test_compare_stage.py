@@ -1,0 +1,64 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from gpucdp.compare import build_tables, compare_in_chunks, locality_order, permute, prepare_columns
+from gpucdp.errors import SettingsError
+from gpucdp.settings import ComparisonSettings
+
+
+def _comparisons():
+    return [
+        ComparisonSettings.model_validate({"name": "name", "levels": [
+            {"method": "exact", "column": "name"}, {"method": "jaro_winkler", "column": "name", "threshold": 0.8}]}),
+        ComparisonSettings.model_validate({"name": "dob", "levels": [
+            {"method": "date_exact", "column": "dob__ymd"}, {"method": "date_days", "column": "dob__ymd",
+                                                              "threshold": 30}]}),
+        ComparisonSettings.model_validate({"name": "city", "levels": [{"method": "exact", "column": "city"}]}),
+    ]
+
+
+def _frame(n, seed=0):
+    rng = np.random.default_rng(seed)
+    names = np.array(["ann", "anne", "bob", "rob", "robert", "zoe", None], dtype=object)
+    cities = np.array(["paris", "rome", None], dtype=object)
+    dob = rng.choice([19800101.0, 19800115.0, 19900101.0, np.nan], n)
+    return pd.DataFrame({"name": pd.Series(rng.choice(names, n), dtype="str"),
+                         "city": pd.Series(rng.choice(cities, n), dtype="str"), "dob__ymd": dob})
+
+
+def test_layout_does_not_change_patterns():
+    frame = _frame(500)
+    comps = _comparisons()
+    columns = prepare_columns(frame, comps)
+    tables = build_tables(comps, columns)
+    rng = np.random.default_rng(1)
+    left, right = rng.integers(0, 500, 3000), rng.integers(0, 500, 3000)
+    plain = compare_in_chunks(left, right, columns, tables, chunk_size=700)
+    order = locality_order(frame, ["name", "city"])
+    laid_out = compare_in_chunks(left, right, columns, tables, chunk_size=700, order=order)
+    np.testing.assert_array_equal(plain, laid_out)
+    # the layout sorts by the key columns, nulls last
+    names = frame["name"].to_numpy(dtype=object)[order]
+    present = [x for x in names if isinstance(x, str)]
+    assert present == sorted(present) and all(not isinstance(x, str) for x in names[len(present):])
+
+
+def test_permute_moves_strings_and_numbers():
+    frame = _frame(50, seed=3)
+    columns = prepare_columns(frame, _comparisons())
+    order = np.random.default_rng(2).permutation(50)
+    moved = permute(columns, order)
+    for s, name in enumerate(columns.string_names):
+        for k, i in enumerate(order):
+            a = moved.chars[moved.offsets[s, k]:moved.offsets[s, k + 1]].tobytes()
+            b = columns.chars[columns.offsets[s, i]:columns.offsets[s, i + 1]].tobytes()
+            assert a == b
+    np.testing.assert_array_equal(moved.nums, columns.nums[:, order])
+
+
+def test_method_and_column_kinds_must_agree():
+    frame = _frame(10)
+    bad = [ComparisonSettings.model_validate({"name": "x", "levels": [{"method": "date_exact", "column": "name"}]})]
+    with pytest.raises(SettingsError, match="cannot compare the string column 'name'"):
+        prepare_columns(frame, bad)
