@@ -131,7 +131,20 @@ def _pairs_within(members: np.ndarray, starts: np.ndarray, sizes: np.ndarray) ->
     return members[first], members[second]
 
 
-def key_codes(frame: Any, columns: Sequence[str]) -> np.ndarray:
+def column_codes(series: Any) -> tuple[np.ndarray, int]:
+    """Integer codes of one column's values: (int64[n] with -1 for null or empty, number of distinct values)."""
+    if hasattr(series, "to_pandas"):  # cudf: factorising on the host keeps one code path
+        series = series.to_pandas()
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    codes = codes.astype(np.int64, copy=False)
+    if len(uniques) and (pd.api.types.is_string_dtype(series) or series.dtype == object):
+        empty = np.nonzero(np.asarray(uniques, dtype=object) == "")[0]
+        if empty.size:
+            codes[codes == empty[0]] = -1
+    return codes, max(len(uniques), 1)
+
+
+def key_codes(frame: Any, columns: Sequence[str], cache: dict | None = None) -> np.ndarray:
     """Give every record an int64 code for the tuple of its values in ``columns``.
 
     Parameters
@@ -139,6 +152,9 @@ def key_codes(frame: Any, columns: Sequence[str]) -> np.ndarray:
     frame : pandas or cudf DataFrame with n rows
     columns : sequence of column names
         The key's columns; records agreeing on all of them get the same code.
+    cache : dict, optional
+        Column name → :func:`column_codes` result, filled and reused across calls: rules share columns, and
+        factorising a 1M-row string column costs ~0.2 s.
 
     Returns
     -------
@@ -158,22 +174,17 @@ def key_codes(frame: Any, columns: Sequence[str]) -> np.ndarray:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise InputError(f"blocking key column(s) {missing} not found; available columns: {list(frame.columns)}")
+    cache = {} if cache is None else cache
     codes: np.ndarray | None = None
     for name in columns:
-        series = frame[name]
-        if hasattr(series, "to_pandas"):  # cudf: factorising on the host keeps one code path
-            series = series.to_pandas()
-        column_codes, uniques = pd.factorize(series, use_na_sentinel=True)
-        column_codes = column_codes.astype(np.int64, copy=False)
-        if len(uniques) and (pd.api.types.is_string_dtype(series) or series.dtype == object):
-            empty = np.nonzero(np.asarray(uniques, dtype=object) == "")[0]
-            if empty.size:
-                column_codes[column_codes == empty[0]] = -1
+        if name not in cache:
+            cache[name] = column_codes(frame[name])
+        col_codes, n_uniques = cache[name]
         if codes is None:
-            codes = column_codes
+            codes = col_codes.copy()
             continue
-        invalid = (codes < 0) | (column_codes < 0)
-        combined = codes * max(len(uniques), 1) + column_codes
+        invalid = (codes < 0) | (col_codes < 0)
+        combined = codes * n_uniques + col_codes
         # Re-factorising after each column keeps codes below n, so the product never overflows int64.
         combined[invalid] = -1
         codes, _ = pd.factorize(combined, use_na_sentinel=True)

@@ -137,18 +137,25 @@ def permute(columns: PreparedColumns, order: np.ndarray) -> PreparedColumns:
     return PreparedColumns(chars, new_offsets, nums, columns.string_names, columns.numeric_names)
 
 
-def locality_order(prepared: pd.DataFrame, columns: Sequence[str]) -> np.ndarray | None:
-    """A record order in which likely matches sit close together: sorted by ``columns`` (nulls last).
+def locality_order(prepared: pd.DataFrame, columns: Sequence[str], cache: dict | None = None) -> np.ndarray | None:
+    """A record order in which likely matches sit close together: grouped by ``columns`` (nulls last).
 
     The comparison kernel reads both records of every pair; with records in input order the second read is a
     cache miss per column. Laid out by surname sound and given name, the candidate pairs mostly join nearby
     records, which made the kernel ~2.7x faster on 1M records.
     """
+    from gpucdp.block import column_codes
+
     keys = [c for c in columns if c in prepared.columns]
     if not keys:
         return None
-    codes = [pd.factorize(prepared[c], sort=True, use_na_sentinel=True)[0] for c in keys]
-    codes = [np.where(code < 0, np.iinfo(np.int64).max, code) for code in codes]
+    cache = {} if cache is None else cache
+    codes = []
+    for c in keys:
+        if c not in cache:
+            cache[c] = column_codes(prepared[c])
+        code = cache[c][0]
+        codes.append(np.where(code < 0, np.iinfo(np.int64).max, code))
     return np.lexsort(codes[::-1]).astype(np.int64)
 
 

@@ -30,7 +30,7 @@ from gpucdp.io import check_output, read_inputs, write_outputs
 from gpucdp.model import FSModel, decode, estimate_u, load_model, train_em
 from gpucdp.profiles import build_profiles
 from gpucdp.progress import Reporter, peak_rss_bytes
-from gpucdp.settings import Settings, load_settings, parse_settings, resolve_settings
+from gpucdp.settings import CPU_KNN_MAX_RECORDS, Settings, load_settings, parse_settings, resolve_settings
 from gpucdp.standardize import standardize
 
 __all__ = ["ResolveResult", "resolve"]
@@ -185,7 +185,14 @@ def resolve(
     knn = resolved.blocking.knn
     left_parts, right_parts = [], []
     block_counts: dict[str, Any] = {}
-    if knn.enabled and knn.columns:
+    codes_cache: dict[str, Any] = {}  # factorised prepared columns, shared by the key rules and the layout
+    run_knn = knn.enabled is True or (knn.enabled == "auto" and (be.is_gpu or n <= CPU_KNN_MAX_RECORDS))
+    block_counts["knn"] = "run" if run_knn and knn.columns else (
+        f"skipped: CPU backend and {n:,} records > {CPU_KNN_MAX_RECORDS:,} (set blocking.knn.enabled: true)"
+        if knn.enabled == "auto" else "disabled")
+    if block_counts["knn"].startswith("skipped"):
+        report.print(f"[dim]kNN blocking {block_counts['knn']}[/dim]")
+    if run_knn and knn.columns:
         with report.stage("embed") as st:
             missing = [c for c in knn.columns if c not in prepared.columns]
             if missing:
@@ -217,7 +224,7 @@ def resolve(
                     f"blocking.rules {rule}: {', '.join(missing)} do not exist after standardisation; available: "
                     f"{', '.join(sorted(prepared.columns))}"
                 )
-            codes = block_stage.key_codes(prepared, rule)
+            codes = block_stage.key_codes(prepared, rule, cache=codes_cache)
             rl, rr, stats = block_stage.key_pairs(codes, resolved.blocking.max_block_size)
             left_parts.append(rl)
             right_parts.append(rr)
@@ -236,7 +243,8 @@ def resolve(
         columns_packed = prepare_columns(prepared, resolved.comparisons)
         tables = build_tables(resolved.comparisons, columns_packed)
         names = [f.name for f in resolved.fields if f.type == "name"][::-1]  # surname first, by convention
-        layout = locality_order(prepared, [f"{n}__phonetic" for n in names[:1]] + [f"{n}__canon" for n in names[1:2]])
+        layout = locality_order(prepared, [f"{n}__phonetic" for n in names[:1]] + [f"{n}__canon" for n in names[1:2]],
+                                cache=codes_cache)
         patterns = compare_in_chunks(
             left, right, columns_packed, tables, chunk_size=resolved.chunk_size, target=be.kernel_target,
             advance=st.advance, order=layout,

@@ -208,13 +208,23 @@ def build(jit):
             return la + lb
         for j in range(lb + 1):
             work[0, j] = j
+        # Only cells with |i - j| <= max_dist can hold a distance within the bound (Ukkonen's band): the row
+        # loop covers 2·max_dist + 1 cells, and the cells just outside the band read as ``over``.
         for i in range(1, la + 1):
             cur = i & 1
             prev = cur ^ 1
-            work[cur, 0] = i
-            row_min = i
+            lo = max(1, i - max_dist)
+            hi = min(lb, i + max_dist)
+            if lo == 1:
+                work[cur, 0] = i
+                row_min = i
+            else:
+                work[cur, lo - 1] = over
+                row_min = over
+            if i > 1 and i + max_dist <= lb:
+                work[prev, i + max_dist] = over
             ca = chars[a0 + i - 1]
-            for j in range(1, lb + 1):
+            for j in range(lo, hi + 1):
                 v = work[prev, j - 1]
                 if chars[b0 + j - 1] != ca:
                     v += 1
@@ -271,14 +281,24 @@ def build(jit):
             return la + lb
         for j in range(lb + 1):
             work[0, j] = j
+        # Banded like levenshtein: only |i - j| <= max_dist matters; the transposition reads row i - 2 at
+        # column j - 2, which stays inside that row's band.
         for i in range(1, la + 1):
             cur = i % 3
             prev = (i - 1) % 3
             prev2 = (i - 2) % 3
-            work[cur, 0] = i
-            row_min = i
+            lo = max(1, i - max_dist)
+            hi = min(lb, i + max_dist)
+            if lo == 1:
+                work[cur, 0] = i
+                row_min = i
+            else:
+                work[cur, lo - 1] = over
+                row_min = over
+            if i > 1 and i + max_dist <= lb:
+                work[prev, i + max_dist] = over
             ca = chars[a0 + i - 1]
-            for j in range(1, lb + 1):
+            for j in range(lo, hi + 1):
                 cb = chars[b0 + j - 1]
                 v = work[prev, j - 1]
                 if cb != ca:

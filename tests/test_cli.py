@@ -46,6 +46,18 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys, args
     assert not (tmp_path / "o").exists()
 
 
+def test_demo_runs_and_refuses_foreign_folders(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--records", "3000", "--out", str(out), "--quiet", "--json", str(tmp_path / "d.json")]) == 0
+    assert "precision=" in capsys.readouterr().out
+    assert json.loads((tmp_path / "d.json").read_text())["pairwise"]["precision"] > 0.8
+    assert main(["demo", "--records", "3000", "--out", str(out), "--quiet"]) == 0  # its own folder: reused
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    assert main(["demo", "--records", "3000", "--out", str(foreign), "--quiet"]) == 2
+    assert "not a gpucdp demo folder" in capsys.readouterr().err
+
+
 def test_console_script_entry_point(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "gpucdp.cli", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and "gpucdp" in proc.stdout

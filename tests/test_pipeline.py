@@ -59,6 +59,7 @@ def test_outputs_written(run):
     assert manifest["records"] == N_RECORDS
     assert set(manifest["stages"]) >= {"read", "standardize", "embed", "knn", "block", "compare", "model",
                                        "cluster", "profiles"}
+    assert manifest["blocking"]["knn"] == "run"  # small input on the CPU: kNN runs under "auto"
     assert pd.read_parquet(out / "membership.parquet").shape[0] == N_RECORDS
     pairs = pd.read_parquet(out / "pairs.parquet")
     assert pairs["match_probability"].between(0, 1).all()
@@ -87,6 +88,14 @@ def test_link_mode_keeps_only_cross_source_pairs(generated):
     assert (result.pairs["left_source"] != result.pairs["right_source"]).all()
     result = resolve(sub, settings={"mode": "dedupe"}, backend="cpu", write_pairs=True)
     assert (result.pairs["left_source"] == result.pairs["right_source"]).all()
+
+
+def test_knn_can_be_switched_off(generated):
+    records, _ = generated
+    result = resolve(records.head(2000), settings={"blocking": {"knn": {"enabled": False}}}, backend="cpu")
+    assert result.manifest["blocking"]["knn"] == "disabled"
+    assert "knn" not in result.manifest["stages"]
+    assert len(result.membership) == 2000
 
 
 def test_bad_comparison_column_is_named(generated):
