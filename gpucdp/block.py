@@ -194,7 +194,8 @@ def key_codes(frame: Any, columns: Sequence[str], cache: dict | None = None) -> 
     return codes
 
 
-def key_pairs(codes: np.ndarray, max_block_size: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+def key_pairs(codes: np.ndarray, max_block_size: int, *,
+              canonical: bool = True) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """All pairs of records inside each block of an exact key, skipping blocks that are too large.
 
     Parameters
@@ -208,7 +209,8 @@ def key_pairs(codes: np.ndarray, max_block_size: int) -> tuple[np.ndarray, np.nd
     Returns
     -------
     left, right : int64[m]
-        Canonical pairs (see :func:`canonical_pairs`).
+        Canonical pairs (see :func:`canonical_pairs`); with ``canonical=False`` each pair once, in block
+        order and either orientation (for a caller that canonicalises the union of several rules once).
     stats : dict
         ``blocks`` (blocks that made pairs), ``pairs``, ``oversized_blocks``, ``records_in_oversized``.
     """
@@ -219,7 +221,8 @@ def key_pairs(codes: np.ndarray, max_block_size: int) -> tuple[np.ndarray, np.nd
     oversized = sizes > max_block_size
     used = (sizes >= 2) & ~oversized
     left, right = _pairs_within(members, starts[used], sizes[used])
-    left, right = canonical_pairs(left, right)
+    if canonical:
+        left, right = canonical_pairs(left, right)
     stats = {
         "blocks": int(used.sum()),
         "pairs": int(left.size),

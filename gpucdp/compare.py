@@ -113,25 +113,55 @@ def prepare_columns(prepared: pd.DataFrame, comparisons: Sequence[ComparisonSett
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
+def _permuted_offsets(offsets, order, new_offsets):
+    n_cols, n = offsets.shape[0], order.shape[0]
+    for k in numba.prange(n):
+        i = order[k]
+        for s in range(n_cols):
+            new_offsets[s, k + 1] = offsets[s, i + 1] - offsets[s, i]
+    base = 0
+    for s in range(n_cols):  # lengths → offsets; each column continues where the previous one ended
+        new_offsets[s, 0] = base
+        for k in range(n):
+            base += new_offsets[s, k + 1]
+            new_offsets[s, k + 1] = base
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
 def _gather_strings(chars, offsets, order, new_offsets, out):
-    for s in range(offsets.shape[0]):
-        for k in numba.prange(order.shape[0]):
-            i = order[k]
+    # One record per iteration, all its columns together: the reads of one record sit close in memory.
+    for k in numba.prange(order.shape[0]):
+        i = order[k]
+        for s in range(offsets.shape[0]):
             start = offsets[s, i]
             dst = new_offsets[s, k]
             for b in range(offsets[s, i + 1] - start):
                 out[dst + b] = chars[start + b]
 
 
+@numba.njit(cache=True, nogil=True)
+def _counting_order(keys, n):
+    # A stable counting sort of keys in [0, n): O(m + n), where an argsort of 10M pairs takes ~1.2 s.
+    starts = np.zeros(n + 1, dtype=np.int64)
+    for k in keys:
+        starts[k + 1] += 1
+    for i in range(n):
+        starts[i + 1] += starts[i]
+    out = np.empty(keys.shape[0], dtype=np.int64)
+    for p in range(keys.shape[0]):
+        k = keys[p]
+        out[starts[k]] = p
+        starts[k] += 1
+    return out
+
+
 def permute(columns: PreparedColumns, order: np.ndarray) -> PreparedColumns:
     """The same columns with record ``order[k]`` moved to position ``k``: int64[n] permutation."""
     order = np.asarray(order, dtype=np.int64)
-    lengths = np.diff(columns.offsets, axis=1)[:, order]
     new_offsets = np.zeros_like(columns.offsets)
-    np.cumsum(lengths, axis=1, out=new_offsets[:, 1:])
-    new_offsets[1:, :] += np.cumsum(new_offsets[:-1, -1])[:, None]
-    chars = np.empty(int(new_offsets[-1, -1]) if new_offsets.size else 0, dtype=np.uint8)
+    chars = np.empty(columns.chars.shape[0], dtype=np.uint8)
     if new_offsets.size:
+        _permuted_offsets(columns.offsets, order, new_offsets)
         _gather_strings(columns.chars, columns.offsets, order, new_offsets, chars)
     nums = np.ascontiguousarray(columns.nums[:, order])
     return PreparedColumns(chars, new_offsets, nums, columns.string_names, columns.numeric_names)
@@ -216,7 +246,7 @@ def compare_in_chunks(
         left, right = rank[left], rank[right]
         # every method is symmetric, so each pair can be read from its smaller end
         left, right = np.minimum(left, right), np.maximum(left, right)
-        pair_order = np.argsort(left, kind="stable")
+        pair_order = _counting_order(left, order.shape[0])
         left, right = left[pair_order], right[pair_order]
     for start in range(0, m, chunk_size):
         stop = min(start + chunk_size, m)

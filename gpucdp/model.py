@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numba
 import numpy as np
 
 from gpucdp.errors import SettingsError
@@ -138,28 +139,20 @@ def train_em(
     for j in range(1, k_non + 1):
         t = j / k_non
         classes.append(_normalise([(1 - t) * a + t * b for a, b in zip(m0, u_random)]))
-    fixed = {1} if k_non == 1 else set()
+    fixed = np.zeros(len(classes), dtype=np.bool_)
+    if k_non == 1:
+        fixed[1] = True
     lambdas = np.array([0.3] + [0.7 / k_non] * k_non)
-    converged, iteration, loglik = False, 0, float("nan")
-    for iteration in range(1, max_iterations + 1):
-        logs = np.stack([math.log(max(lambdas[k], 1e-300)) + _log_ratio_table(gamma, classes[k])
-                         for k in range(len(classes))])
-        top = logs.max(axis=0)
-        norm = top + np.log(np.exp(logs - top).sum(axis=0))
-        post = np.exp(logs - norm)
-        loglik = float((counts * norm).sum())
-        new_lambdas = np.maximum((post * counts).sum(axis=1) / counts.sum(), 1e-9)
-        change = float(np.abs(new_lambdas - lambdas).max())
-        for k in range(len(classes)):
-            if k in fixed:
-                continue
-            updated = _normalise(_level_counts(gamma, counts, n_levels, weights=post[k]))
-            change = max(change, *(float(np.abs(a - b).max()) for a, b in zip(updated, classes[k])))
-            classes[k] = updated
-        lambdas = new_lambdas / new_lambdas.sum()
-        if change < tolerance:
-            converged = True
-            break
+    width = int(np.max(n_levels)) + 1
+    params = np.zeros((len(classes), len(n_levels), width))
+    for k, cls in enumerate(classes):
+        for c, probs in enumerate(cls):
+            params[k, c, : probs.size] = probs
+    params, lambdas, iteration, converged, loglik = _em_loop(
+        np.ascontiguousarray(gamma), counts, params, lambdas, fixed, np.asarray(n_levels, dtype=np.int64),
+        int(max_iterations), float(tolerance),
+    )
+    classes = [[params[k, c, : int(L) + 1].copy() for c, L in enumerate(n_levels)] for k in range(len(classes))]
     # The match class is the one that agrees most; EM starts it there, but make sure.
     scores = [_agreement_score(c, n_levels) for c in classes]
     match = int(np.argmax(scores))
@@ -167,6 +160,79 @@ def train_em(
     info = {"iterations": iteration, "converged": converged, "log_likelihood": loglik,
             "non_match_classes": k_non, "class_agreement": [round(scores[k], 4) for k in order]}
     return classes[match], [classes[k] for k in order[1:]], lambdas[order], info
+
+
+@numba.njit(cache=True, nogil=True)
+def _em_loop(gamma, counts, params, lambdas, fixed, n_levels, max_iterations, tolerance):
+    """EM iterations of the latent-class model on pattern counts (see :func:`train_em`).
+
+    gamma int8[p, C]; counts float64[p]; params float64[K, C, W] (level probabilities per class, comparison and
+    gamma, zero-padded); lambdas float64[K]; fixed bool[K] (classes held fixed). Compiled because at ~20k
+    patterns the numpy version spent 10 ms an iteration in call overhead, and EM needs a few hundred.
+    """
+    n_classes, n_comp, width = params.shape
+    n_pat = gamma.shape[0]
+    post = np.empty((n_classes, n_pat))
+    logp = np.empty_like(params)
+    total_count = counts.sum()
+    converged = False
+    loglik = 0.0
+    iteration = 0
+    for iteration in range(1, max_iterations + 1):
+        for k in range(n_classes):
+            for c in range(n_comp):
+                for g in range(width):
+                    logp[k, c, g] = math.log(max(params[k, c, g], 1e-9))
+        loglik = 0.0
+        for q in range(n_pat):
+            top = -1e300
+            for k in range(n_classes):
+                value = math.log(max(lambdas[k], 1e-300))
+                for c in range(n_comp):
+                    g = gamma[q, c]
+                    if g >= 0:
+                        value += logp[k, c, g]
+                post[k, q] = value
+                if value > top:
+                    top = value
+            norm = 0.0
+            for k in range(n_classes):
+                post[k, q] = math.exp(post[k, q] - top)
+                norm += post[k, q]
+            for k in range(n_classes):
+                post[k, q] /= norm
+            loglik += counts[q] * (top + math.log(norm))
+        change = 0.0
+        new_lambdas = np.empty(n_classes)
+        for k in range(n_classes):
+            mass = 0.0
+            for q in range(n_pat):
+                mass += post[k, q] * counts[q]
+            new_lambdas[k] = max(mass / total_count, 1e-9)
+            change = max(change, abs(new_lambdas[k] - lambdas[k]))
+            if fixed[k]:
+                continue
+            level_mass = np.zeros((n_comp, width))
+            for q in range(n_pat):
+                w = post[k, q] * counts[q]
+                for c in range(n_comp):
+                    g = gamma[q, c]
+                    if g >= 0:
+                        level_mass[c, g] += w
+            for c in range(n_comp):
+                size = n_levels[c] + 1
+                total = 0.0
+                for g in range(size):
+                    total += level_mass[c, g]
+                for g in range(size):
+                    updated = (level_mass[c, g] + 1e-6) / (total + 1e-6 * size)  # every level stays reachable
+                    change = max(change, abs(updated - params[k, c, g]))
+                    params[k, c, g] = updated
+        lambdas = new_lambdas / new_lambdas.sum()
+        if change < tolerance:
+            converged = True
+            break
+    return params, lambdas, iteration, converged, loglik
 
 
 def _normalise(level_counts: list[np.ndarray]) -> list[np.ndarray]:

@@ -225,7 +225,7 @@ def resolve(
                     f"{', '.join(sorted(prepared.columns))}"
                 )
             codes = block_stage.key_codes(prepared, rule, cache=codes_cache)
-            rl, rr, stats = block_stage.key_pairs(codes, resolved.blocking.max_block_size)
+            rl, rr, stats = block_stage.key_pairs(codes, resolved.blocking.max_block_size, canonical=False)
             left_parts.append(rl)
             right_parts.append(rr)
             rule_stats.append({"rule": rule, **stats})
