@@ -35,6 +35,9 @@ from gpucdp.standardize import standardize
 
 __all__ = ["ResolveResult", "resolve"]
 
+# Candidate pairs needed per non-match class of the latent-class model (see gpucdp.model).
+PAIRS_PER_CLASS = 1_000
+
 Inputs = Sequence[str | os.PathLike] | str | os.PathLike | pd.DataFrame | Mapping[str, pd.DataFrame]
 
 
@@ -263,10 +266,13 @@ def resolve(
             random_patterns = compare_in_chunks(
                 rl, rr, columns_packed, tables, chunk_size=resolved.chunk_size, target=be.kernel_target
             )
-            u_random = estimate_u(random_patterns, tables.n_levels)
+            u_random = estimate_u(random_patterns, tables.n_levels, distinct_pairs=n * (n - 1) / 2)
             if uniq.size:
+                # Each extra non-match class is learnt from the data: with few candidate pairs (a small
+                # input) fall back towards the textbook model, whose u comes from random pairs.
+                k_non = min(resolved.model.non_match_classes, max(1, int(left.shape[0]) // PAIRS_PER_CLASS))
                 m, u, lambdas, info = train_em(
-                    uniq, counts, tables.n_levels, u_random, non_match_classes=resolved.model.non_match_classes,
+                    uniq, counts, tables.n_levels, u_random, non_match_classes=k_non,
                     max_iterations=resolved.model.em_max_iterations, tolerance=resolved.model.em_tolerance,
                 )
             else:
@@ -284,7 +290,7 @@ def resolve(
             if exact.any():
                 tf = _term_frequencies(prepared[comp.levels[0].column])
                 weights[exact] += resolved.model.tf_weight * fs_model.tf_adjustment(
-                    c, tf[left[exact]], resolved.model.tf_minimum_u)
+                    tf[left[exact]], float(np.nanmean(tf)), resolved.model.tf_minimum_u)
         probability = FSModel.probability(weights)
         st.count(lam=round(fs_model.lam, 5), patterns=int(uniq.size))
 

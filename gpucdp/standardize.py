@@ -45,9 +45,10 @@ from datetime import date
 from typing import Any
 
 import pandas
+import pyarrow
 
 from gpucdp.errors import InputError, SettingsError
-from gpucdp.phonetic import double_metaphone
+from gpucdp.phonetic import primary_codes
 
 __all__ = ["DATE_ORDERS", "FIELD_TYPES", "derived_columns", "fold_ascii", "standardize"]
 
@@ -439,15 +440,21 @@ def _name(values: Any, xdf: Any, *, table: Mapping[str, str], **_: Any) -> tuple
     canon = first.map(dict(table)) if table else first.where(first.isna())
     # a single initial stays the initial: "j" is no one's nickname
     canon = canon.where(canon.notna() & (first.str.len() > 1), first)
-    phonetic = _nonempty(_host_map(clean, _primary_code))
+    phonetic = _phonetic(clean, xdf)
     # the first letter: "j." and "john" share it, so an initial can still agree with a full name
     initial = clean.str.slice(0, 1)
     blank = _blank(values)
     return (clean, canon, phonetic, initial), blank, _failed(blank, clean)
 
 
-def _primary_code(value: str) -> str:
-    return double_metaphone(value)[0]
+def _phonetic(clean: Any, xdf: Any) -> Any:
+    """Double Metaphone primary codes of clean (unique) names, null where a name has none, on the host."""
+    # one compiled pass over the Arrow buffer (primary_codes) rather than a Python call per name
+    arrow = clean.to_arrow() if hasattr(clean, "to_arrow") else pyarrow.array(clean, from_pandas=True)
+    codes = primary_codes(arrow)
+    if xdf is pandas:
+        return pandas.Series(codes, index=clean.index, dtype=clean.dtype)
+    return xdf.Series(codes.cast(pyarrow.string()), index=clean.index)
 
 
 def _email(values: Any, xdf: Any, **_: Any) -> tuple:

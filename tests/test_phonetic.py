@@ -5,11 +5,15 @@ from __future__ import annotations
 import random
 import string
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from gpucdp.phonetic import double_metaphone
+from gpucdp.errors import InputError
+from gpucdp.phonetic import double_metaphone, primary_codes
 
 # (word, primary, secondary), checked against the C++ reference (the ``doublemetaphone`` package);
 # one name per rule family of the algorithm, so these run where the reference is not installed.
@@ -173,3 +177,78 @@ def test_total_deterministic_and_in_alphabet(word):
     first = double_metaphone(word)
     assert first == double_metaphone(word)
     assert set(first[0]) <= ALPHABET and set(first[1]) <= ALPHABET
+
+
+# primary_codes: the compiled port of the primary code, with double_metaphone as its oracle
+
+
+def expected_primary(values):
+    return [None if v is None else (double_metaphone(v)[0] or None) for v in values]
+
+
+def test_primary_codes_known_codes():
+    words = [word for word, _, _ in KNOWN]
+    assert primary_codes(words).to_pylist() == [primary for _, primary, _ in KNOWN]
+
+
+def test_primary_codes_random_clean_names():
+    # what standardize feeds it: lower-case letters and spaces, lengths 0-20
+    rng = np.random.default_rng(11)
+    alphabet = np.array(list(string.ascii_lowercase + " "))
+    words = ["".join(rng.choice(alphabet, size=rng.integers(0, 21))) for _ in range(25_000)]
+    assert primary_codes(words).to_pylist() == expected_primary(words)
+
+
+def test_primary_codes_random_rule_heavy_and_odd_bytes():
+    rng = random.Random(5)
+    words = []
+    # alphabets that hit the rules for C, G, S, T, W, vowels and spaces often; then bytes the kernel must skip
+    # (digits, punctuation, control characters) and non-ASCII text, which goes to double_metaphone itself
+    for alphabet in (
+        "ACEGHIJKLOSTUWXZ",
+        "achgstwzieou ",
+        "AEIOUYCGHJLMNRSTWXZBDPV",
+        "abcxyz '-09\t\x00\x7fÇÑé😀ß",
+    ):
+        words += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))) for _ in range(5000)]
+    assert primary_codes(words).to_pylist() == expected_primary(words)
+
+
+def test_primary_codes_on_synthetic_names():
+    from gpucdp.standardize import standardize
+    from gpucdp.synth import generate_frame
+
+    records, _ = generate_frame(20_000)
+    out, _ = standardize(records, [("first_name", "name"), ("last_name", "name")])
+    names = pd.concat([out["first_name"], out["last_name"]]).dropna().unique().tolist()
+    assert len(names) > 1000
+    assert primary_codes(names).to_pylist() == expected_primary(names)
+
+
+def test_primary_codes_nulls_empty_and_input_kinds():
+    words = ["smith", None, "", "   ", "1234", "xavier", "çé"]
+    expected = ["SM0", None, None, None, None, "SF", "S"]
+    assert primary_codes(words).to_pylist() == expected
+    assert primary_codes(pd.Series(words, dtype="str")).to_pylist() == expected
+    assert primary_codes(pd.Series(words + [np.nan], dtype=object)).to_pylist() == expected + [None]
+    arrow = pa.array(["pad"] + words, type=pa.string())
+    assert primary_codes(arrow.slice(1)).to_pylist() == expected  # an array with an offset
+    assert primary_codes(pa.chunked_array([words[:3], words[3:]])).to_pylist() == expected
+    assert primary_codes([]).to_pylist() == []
+    assert primary_codes([None, ""]).to_pylist() == [None, None]
+    assert primary_codes(["x" * 10_000]).to_pylist() == [double_metaphone("x" * 10_000)[0]]
+
+
+def test_primary_codes_rejects_non_strings():
+    with pytest.raises(InputError, match="strings"):
+        primary_codes([1, 2])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.none(), st.text(alphabet="abcdeghijklmnopstwxyz ", max_size=20), st.text(max_size=8))
+    )
+)
+def test_primary_codes_equal_the_spec(words):
+    assert primary_codes(words).to_pylist() == expected_primary(words)

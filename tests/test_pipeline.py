@@ -105,3 +105,16 @@ def test_bad_comparison_column_is_named(generated):
     settings = {"comparisons": [{"name": "x", "levels": [{"method": "exact", "column": "nope"}]}]}
     with pytest.raises(SettingsError, match="column 'nope' does not exist"):
         resolve(records.head(100), settings=settings, backend="cpu")
+
+
+def test_tiny_input_merges_its_duplicates():
+    frame = pd.DataFrame({
+        "record_id": ["1", "2", "3"],
+        "first_name": ["Ann", "ann", "Bob"],
+        "last_name": ["Lee", "LEE", "Kim"],
+        "email": ["ann.lee@example.com", "ann.lee@example.com", "bob@example.org"],
+    })
+    result = resolve(frame, backend="cpu")
+    ids = result.membership["profile_id"].tolist()
+    assert ids[0] == ids[1] != ids[2]
+    assert result.model.training["non_match_classes"] == 1  # too few pairs for the latent classes
