@@ -178,8 +178,8 @@ def build(jit):
         return sim
 
     @jit
-    def levenshtein(chars, a0, a1, b0, b1, work, max_dist):
-        """Bounded Levenshtein distance of two byte strings (first MAX_LEN bytes).
+    def edit_distance(chars, a0, a1, b0, b1, work, max_dist, transpositions):
+        """Bounded Levenshtein or optimal-string-alignment distance of two byte strings (first MAX_LEN bytes).
 
         Parameters
         ----------
@@ -189,10 +189,13 @@ def build(jit):
             The first string is ``chars[a0:a1]``.
         b0, b1 : int
             The second string is ``chars[b0:b1]``.
-        work : int32[>= 2, >= MAX_LEN + 1]
+        work : int32[>= 3, >= MAX_LEN + 1]
             Scratch rows, overwritten.
         max_dist : int
             The bound, >= 0.
+        transpositions : bool
+            Also count swapping two adjacent characters as one edit (OSA, "restricted Damerau"), no substring
+            edited twice (rapidfuzz ``OSA``); False gives Levenshtein.
 
         Returns
         -------
@@ -208,81 +211,9 @@ def build(jit):
             return la + lb
         for j in range(lb + 1):
             work[0, j] = j
-        # Only cells with |i - j| <= max_dist can hold a distance within the bound (Ukkonen's band): the row
-        # loop covers 2·max_dist + 1 cells, and the cells just outside the band read as ``over``.
-        for i in range(1, la + 1):
-            cur = i & 1
-            prev = cur ^ 1
-            lo = max(1, i - max_dist)
-            hi = min(lb, i + max_dist)
-            if lo == 1:
-                work[cur, 0] = i
-                row_min = i
-            else:
-                work[cur, lo - 1] = over
-                row_min = over
-            if i > 1 and i + max_dist <= lb:
-                work[prev, i + max_dist] = over
-            ca = chars[a0 + i - 1]
-            for j in range(lo, hi + 1):
-                v = work[prev, j - 1]
-                if chars[b0 + j - 1] != ca:
-                    v += 1
-                d = work[prev, j] + 1
-                if d < v:
-                    v = d
-                d = work[cur, j - 1] + 1
-                if d < v:
-                    v = d
-                work[cur, j] = v
-                if v < row_min:
-                    row_min = v
-            # Every alignment path crosses every row, so the row minimum bounds the final distance.
-            if row_min > max_dist:
-                return over
-        dist = work[la & 1, lb]
-        if dist > max_dist:
-            return over
-        return dist
-
-    @jit
-    def damerau(chars, a0, a1, b0, b1, work, max_dist):
-        """Bounded optimal-string-alignment (restricted Damerau) distance (first MAX_LEN bytes).
-
-        Parameters
-        ----------
-        chars : uint8[total]
-            Character buffer holding both strings.
-        a0, a1 : int
-            The first string is ``chars[a0:a1]``.
-        b0, b1 : int
-            The second string is ``chars[b0:b1]``.
-        work : int32[>= 3, >= MAX_LEN + 1]
-            Scratch rows, overwritten.
-        max_dist : int
-            The bound, >= 0.
-
-        Returns
-        -------
-        int
-            ``min(distance, max_dist + 1)``.
-
-        Notes
-        -----
-        Levenshtein plus transposition of two adjacent characters, no substring edited twice (rapidfuzz
-        ``OSA``).
-        """
-        la = min(a1 - a0, MAX_LEN)
-        lb = min(b1 - b0, MAX_LEN)
-        over = max_dist + 1
-        if abs(la - lb) > max_dist:
-            return over
-        if la == 0 or lb == 0:
-            return la + lb
-        for j in range(lb + 1):
-            work[0, j] = j
-        # Banded like levenshtein: only |i - j| <= max_dist matters; the transposition reads row i - 2 at
-        # column j - 2, which stays inside that row's band.
+        # Only cells with |i - j| <= max_dist can hold a distance within the bound (Ukkonen's band): a row
+        # covers 2·max_dist + 1 cells and the cells just outside it read as ``over``. A transposition reads
+        # row i - 2 at column j - 2, which stays inside that row's band.
         for i in range(1, la + 1):
             cur = i % 3
             prev = (i - 1) % 3
@@ -309,7 +240,8 @@ def build(jit):
                 d = work[cur, j - 1] + 1
                 if d < v:
                     v = d
-                if i > 1 and j > 1 and ca == chars[b0 + j - 2] and chars[a0 + i - 2] == cb:
+                if (transpositions and i > 1 and j > 1
+                        and ca == chars[b0 + j - 2] and chars[a0 + i - 2] == cb):
                     d = work[prev2, j - 2] + 1
                     if d < v:
                         v = d
@@ -324,6 +256,16 @@ def build(jit):
         if dist > max_dist:
             return over
         return dist
+
+    @jit
+    def levenshtein(chars, a0, a1, b0, b1, work, max_dist):
+        """Bounded Levenshtein distance: :func:`edit_distance` without transpositions."""
+        return edit_distance(chars, a0, a1, b0, b1, work, max_dist, False)
+
+    @jit
+    def damerau(chars, a0, a1, b0, b1, work, max_dist):
+        """Bounded optimal-string-alignment (restricted Damerau) distance: :func:`edit_distance` with them."""
+        return edit_distance(chars, a0, a1, b0, b1, work, max_dist, True)
 
     @jit
     def qgram_jaccard(chars, a0, a1, b0, b1, used, q=2):
