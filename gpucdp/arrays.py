@@ -7,9 +7,16 @@ helpers spell the sort-based path out.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
-__all__ = ["unique_sorted", "unique_counts", "dense_unique"]
+import numpy as np
+import pandas as pd
+
+__all__ = ["unique_sorted", "unique_counts", "dense_unique", "factorize", "CodesCache"]
+
+# column name -> factorize() result, shared by the stages of one run: the key rules, the record layout, the
+# term frequencies and the profiles factorise the same prepared columns, at ~0.15 s per 1M-row column.
+CodesCache = dict
 
 
 def unique_sorted(keys: np.ndarray) -> np.ndarray:
@@ -43,3 +50,26 @@ def dense_unique(values: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray
     lookup = np.zeros(bound, dtype=np.int64)
     lookup[uniq] = np.arange(uniq.size)
     return uniq, lookup[values], counts[uniq]
+
+
+def factorize(series: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of a column's values in order of first appearance: (int64[n], -1 for null or "", uniques)."""
+    if hasattr(series, "to_pandas"):  # cudf: factorising on the host keeps one code path
+        series = series.to_pandas()
+    codes, uniques = pd.factorize(series, sort=False, use_na_sentinel=True)
+    codes = codes.astype(np.int64, copy=False)
+    uniques = np.asarray(uniques, dtype=object)
+    if uniques.size and (pd.api.types.is_string_dtype(series) or series.dtype == object):
+        empty = np.flatnonzero(uniques == "")
+        if empty.size:
+            codes = np.where(codes == empty[0], -1, codes)
+    return codes, uniques
+
+
+def cached_factorize(cache: dict | None, name: str, series: Any) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`factorize` through a per-run cache keyed by column name (no cache: computed each time)."""
+    if cache is None:
+        return factorize(series)
+    if name not in cache:
+        cache[name] = factorize(series)
+    return cache[name]

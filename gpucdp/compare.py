@@ -15,6 +15,7 @@ import numba
 import numpy as np
 import pandas as pd
 
+from gpucdp.arrays import cached_factorize
 from gpucdp.embed import pack_strings
 from gpucdp.errors import SettingsError
 from gpucdp.kernels.compare import METHODS, STRING_METHODS, compare_pairs
@@ -174,17 +175,12 @@ def locality_order(prepared: pd.DataFrame, columns: Sequence[str], cache: dict |
     cache miss per column. Laid out by surname sound and given name, the candidate pairs mostly join nearby
     records, which made the kernel ~2.7x faster on 1M records.
     """
-    from gpucdp.block import column_codes
-
     keys = [c for c in columns if c in prepared.columns]
     if not keys:
         return None
-    cache = {} if cache is None else cache
     codes = []
     for c in keys:
-        if c not in cache:
-            cache[c] = column_codes(prepared[c])
-        code = cache[c][0]
+        code = cached_factorize(cache, c, prepared[c])[0]
         codes.append(np.where(code < 0, np.iinfo(np.int64).max, code))
     return np.lexsort(codes[::-1]).astype(np.int64)
 

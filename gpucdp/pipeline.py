@@ -20,7 +20,7 @@ import pyarrow as pa
 
 import gpucdp
 from gpucdp import block as block_stage
-from gpucdp.arrays import dense_unique
+from gpucdp.arrays import cached_factorize, dense_unique
 from gpucdp.backend import Backend, get_backend, to_host
 from gpucdp.cluster import cluster_pairs
 from gpucdp.compare import build_tables, compare_in_chunks, locality_order, prepare_columns
@@ -77,9 +77,11 @@ def _coerce_settings(settings: Settings | Mapping[str, Any] | str | os.PathLike 
     return load_settings(settings)
 
 
-def _term_frequencies(values: pd.Series) -> np.ndarray:
-    """Relative frequency of each record's value among non-null values (NaN where null): float64[n]."""
-    codes, _ = pd.factorize(values, use_na_sentinel=True)
+def _term_frequencies(codes: np.ndarray) -> np.ndarray:
+    """Relative frequency of each record's value among non-null values (NaN where null): float64[n].
+
+    ``codes`` are the column's factorised values (-1 = null).
+    """
     out = np.full(codes.shape[0], np.nan)
     valid = codes >= 0
     if valid.any():
@@ -188,7 +190,7 @@ def resolve(
     knn = resolved.blocking.knn
     left_parts, right_parts = [], []
     block_counts: dict[str, Any] = {}
-    codes_cache: dict[str, Any] = {}  # factorised prepared columns, shared by the key rules and the layout
+    codes_cache: dict[str, Any] = {}  # factorised prepared columns: key rules, layout, TF and profiles share them
     run_knn = knn.enabled is True or (knn.enabled == "auto" and (be.is_gpu or n <= CPU_KNN_MAX_RECORDS))
     block_counts["knn"] = "run" if run_knn and knn.columns else (
         f"skipped: CPU backend and {n:,} records > {CPU_KNN_MAX_RECORDS:,} (set blocking.knn.enabled: true)"
@@ -288,7 +290,8 @@ def resolve(
                 continue
             exact = (gamma_unique[:, c] == tables.n_levels[c])[inverse]
             if exact.any():
-                tf = _term_frequencies(prepared[comp.levels[0].column])
+                column = comp.levels[0].column
+                tf = _term_frequencies(cached_factorize(codes_cache, column, prepared[column])[0])
                 weights[exact] += resolved.model.tf_weight * fs_model.tf_adjustment(
                     tf[left[exact]], float(np.nanmean(tf)), resolved.model.tf_minimum_u)
         probability = FSModel.probability(weights)
@@ -308,7 +311,7 @@ def resolve(
     with report.stage("profiles") as st:
         profiles, membership = build_profiles(
             record_id, source, prepared, resolved.fields, clusters.labels, clusters.record_probability,
-            clusters.oversized,
+            clusters.oversized, codes_cache,
         )
         _check_membership(membership, n)
         st.count(profiles=profiles.num_rows)

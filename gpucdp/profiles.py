@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gpucdp.arrays import unique_counts, unique_sorted
+from gpucdp.arrays import cached_factorize, factorize, unique_counts, unique_sorted
 from gpucdp.settings import FieldSettings
 
 __all__ = ["profile_ids", "golden_values", "build_profiles"]
@@ -44,12 +44,14 @@ def profile_ids(labels: np.ndarray, source: Sequence[str], record_id: Sequence[s
     return np.array([f"p{h:016x}" for h in hashed.tolist()], dtype=object)
 
 
-def golden_values(labels: np.ndarray, values: pd.Series, n_clusters: int) -> np.ndarray:
+def golden_values(labels: np.ndarray, values: pd.Series, n_clusters: int,
+                  factorized: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Most frequent non-null value per cluster (object[n_clusters], None where all are null).
 
-    Ties go to the value that appears first in the input, so the result is deterministic.
+    Ties go to the value that appears first in the input, so the result is deterministic. ``factorized`` is
+    :func:`gpucdp.arrays.factorize` of ``values`` when the caller has it already.
     """
-    codes, uniques = pd.factorize(values, sort=False, use_na_sentinel=True)
+    codes, uniques = factorized if factorized is not None else factorize(values)
     out = np.full(n_clusters, None, dtype=object)
     keep = codes >= 0
     if not keep.any():
@@ -67,9 +69,10 @@ def golden_values(labels: np.ndarray, values: pd.Series, n_clusters: int) -> np.
     return out
 
 
-def _distinct_lists(labels: np.ndarray, values: pd.Series, n_clusters: int) -> pa.Array:
+def _distinct_lists(labels: np.ndarray, values: pd.Series, n_clusters: int,
+                    factorized: tuple[np.ndarray, np.ndarray] | None = None) -> pa.Array:
     """Distinct non-null values per cluster, in order of first appearance in the input."""
-    codes, uniques = pd.factorize(values, sort=False, use_na_sentinel=True)
+    codes, uniques = factorized if factorized is not None else factorize(values)
     keep = codes >= 0
     n_codes = np.int64(max(len(uniques), 1))
     pair = unique_sorted(labels[keep].astype(np.int64) * n_codes + codes[keep])
@@ -88,6 +91,7 @@ def build_profiles(
     labels: np.ndarray,
     record_probability: np.ndarray,
     oversized: np.ndarray,
+    codes_cache: dict | None = None,
 ) -> tuple[pa.Table, pa.Table]:
     """Build the profiles and membership tables.
 
@@ -103,6 +107,8 @@ def build_profiles(
         Probability of the strongest edge that joined each record (NaN when alone).
     oversized : bool[n]
         Records whose cluster is still above the size cap.
+    codes_cache : dict, optional
+        The run's factorised columns (:func:`gpucdp.arrays.cached_factorize`), reused and filled here.
 
     Returns
     -------
@@ -129,13 +135,14 @@ def build_profiles(
         if column not in prepared.columns:
             continue
         values = prepared[column]
+        factorized = cached_factorize(codes_cache, column, values)
         if f.type == "numeric":
-            golden = golden_values(labels, values, n_clusters)
+            golden = golden_values(labels, values, n_clusters, factorized)
             columns[f.name] = pa.array(golden.astype(float) if golden.size else [], type=pa.float64())
             continue
-        columns[f.name] = pa.array(golden_values(labels, values, n_clusters), type=pa.string())
+        columns[f.name] = pa.array(golden_values(labels, values, n_clusters, factorized), type=pa.string())
         if f.type in LIST_TYPES:
-            columns[f"{f.name}_all"] = _distinct_lists(labels, values, n_clusters)
+            columns[f"{f.name}_all"] = _distinct_lists(labels, values, n_clusters, factorized)
     profiles = pa.table(columns)
     membership = pa.table({
         "record_id": pa.array(np.asarray(record_id, dtype=object), type=pa.string()),
