@@ -116,7 +116,10 @@ def read_table(path: Path) -> pa.Table:
     suffix = path.suffix.lower()
     try:
         if suffix in PARQUET_SUFFIXES:
-            return pq.read_table(path)
+            table = pq.read_table(path)
+            # pandas stores a non-default index as __index_level_N__ columns: metadata, not data
+            index_columns = [c for c in table.column_names if c.startswith("__index_level_")]
+            return table.drop_columns(index_columns) if index_columns else table
         delimiter = _sniff_delimiter(path)
         with open(path, newline="", encoding="utf-8") as fh:
             header = next(csv.reader(fh, delimiter=delimiter), None)

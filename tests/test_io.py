@@ -33,6 +33,13 @@ def test_files_folders_globs_are_sources(tmp_path):
     assert [f.source for f in globbed] == ["part-0", "part-1"]
 
 
+def test_pandas_index_columns_are_not_data(tmp_path):
+    frame = pd.DataFrame({"record_id": ["1", "2"], "first_name": ["a", "b"], "postcode": ["x", "y"]}, index=[5, 9])
+    frame.to_parquet(tmp_path / "p.parquet")  # stores the index as __index_level_0__
+    table, _ = read_inputs([tmp_path / "p.parquet"], record_id="record_id", source="source", field_columns=None)
+    assert "__index_level_0__" not in table.column_names
+
+
 def test_source_column_overrides_file_name(tmp_path):
     frame = pd.DataFrame({"record_id": ["1", "2"], "source": ["pos", None], "first_name": ["a", "b"],
                           "postcode": ["x", "y"]})
