@@ -19,6 +19,12 @@ def test_resolve_then_evaluate(tmp_path, capsys):
     assert main(["resolve", str(tmp_path / "data" / "records"), "--out", str(out), "--backend", "cpu",
                  "--quiet"]) == 0
     assert (out / "profiles.parquet").exists() and (out / "manifest.json").exists()
+    # the same input and settings give byte-identical outputs
+    again = tmp_path / "again"
+    assert main(["resolve", str(tmp_path / "data" / "records"), "--out", str(again), "--backend", "cpu",
+                 "--quiet"]) == 0
+    for name in ("profiles.parquet", "membership.parquet", "model.json"):
+        assert (out / name).read_bytes() == (again / name).read_bytes(), name
     assert main(["evaluate", "--membership", str(out / "membership.parquet"), "--truth",
                  str(tmp_path / "data" / "truth"), "--json", str(tmp_path / "m.json")]) == 0
     metrics = json.loads((tmp_path / "m.json").read_text())
