@@ -131,13 +131,20 @@ settings = SettingsCreator(
     additional_columns_to_retain=["record_id", "source"],
 )
 linker = Linker(df, settings, log_level=logging.WARNING)
+train = {}
+s = time.perf_counter()
 linker.training.estimate_probability_two_random_records_match(
     [block_on("email"), block_on("phone", "last_name"), block_on("first_name", "last_name", "dob")],
     recall=args["recall"],
 )
+train["lambda"] = time.perf_counter() - s
+s = time.perf_counter()
 linker.training.estimate_u_using_random_sampling(max_pairs=args["max_pairs_u"], seed=args["seed"])
+train["u"] = time.perf_counter() - s
+s = time.perf_counter()
 linker.training.estimate_parameters_using_expectation_maximisation(block_on("dob"))
 linker.training.estimate_parameters_using_expectation_maximisation(block_on("last_name", "postcode"))
+train["em"] = time.perf_counter() - s
 phases["train"] = time.perf_counter() - t
 
 # --- predict ----------------------------------------------------------------------------------------------
@@ -164,7 +171,7 @@ n_clusters = q(f"select count(distinct cluster_id) from {clusters.physical_name}
 phases["write"] = time.perf_counter() - t
 
 print(json.dumps({
-    "seconds": time.perf_counter() - t0, "phases": phases, "records": n_records,
+    "seconds": time.perf_counter() - t0, "phases": phases, "train": train, "records": n_records,
     "predicted_pairs": n_pairs, "clusters": n_clusters, "membership": args["out"],
     "settings": linker.misc.save_model_to_json(out_path=None),
     "splink": splink.__version__, "duckdb": duckdb.__version__,
@@ -186,7 +193,8 @@ GPUCDP_PHASES = {
 
 def _child(code: str, payload: dict, what: str) -> dict:
     """Run ``code`` in a fresh Python and return the JSON it prints last; exit with its stderr on failure."""
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(payload)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(payload)], check=False, capture_output=True,
+                          text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{what} failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -220,7 +228,7 @@ def run_splink(data: Path, out: Path, *, seed: int, threads: int | None, recall:
     run = _child(SPLINK_CHILD, payload, "Splink")
     settings = run.pop("settings")
     return {"engine": f"splink {run['splink']} (duckdb {run['duckdb']})", "seconds": run["seconds"],
-            "phases": run["phases"], "peak_rss_bytes": run["peak_rss_bytes"],
+            "phases": run["phases"], "train_seconds": run["train"], "peak_rss_bytes": run["peak_rss_bytes"],
             "predicted_pairs": run["predicted_pairs"], "clusters": run["clusters"],
             "duckdb_threads": run["duckdb_threads"], "model": settings,
             **_score(run["membership"], data / "truth")}
