@@ -84,13 +84,17 @@ def _cugraph_components(n: int, left: Any, right: Any) -> Any:  # pragma: no cov
     import cugraph
     import cupy
 
+    labels = cupy.arange(n, dtype=cupy.int64) + n  # records without an edge: labels of their own
+    if len(left) == 0:
+        return labels
     edges = cudf.DataFrame({"src": cupy.asarray(left), "dst": cupy.asarray(right)})
     graph = cugraph.Graph(directed=False)
     graph.from_cudf_edgelist(edges, source="src", destination="dst", renumber=False)
-    # renumber=False needs every vertex id present: add self loops so isolated records get their own label.
     result = cugraph.weakly_connected_components(graph)
-    labels = cupy.arange(n, dtype=cupy.int64)
-    labels[result["vertex"].values] = result["labels"].values
+    # component ids are arbitrary integers that may equal a record position: renumber them 0..k-1, below the
+    # isolated records' labels (n..2n-1), so the two can never collide
+    _, components = cupy.unique(result["labels"].values, return_inverse=True)
+    labels[result["vertex"].values] = components.astype(cupy.int64).ravel()
     return labels
 
 
@@ -142,7 +146,7 @@ class Backend:
         Returns
         -------
         int64[n]
-            A component label per vertex (labels are arbitrary but deterministic).
+            A component label per vertex, below 2n (labels are arbitrary but deterministic).
         """
         return self.components_impl(n, left, right)
 

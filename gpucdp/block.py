@@ -59,16 +59,6 @@ def _empty_pairs() -> tuple[np.ndarray, np.ndarray]:
     return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
 
 
-def _pair_keys(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, int] | None:
-    """Pack canonical pairs into one int64 key each (``left * base + right``), or None if that would overflow."""
-    if left.size == 0:
-        return np.zeros(0, dtype=np.int64), 1
-    base = int(right.max()) + 1
-    if base > 3_037_000_499:  # base**2 must stay below 2**63
-        return None
-    return left * base + right, base
-
-
 def canonical_pairs(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Make pairs canonical: ``(min, max)`` per pair, self pairs dropped, unique, sorted.
 
@@ -82,17 +72,38 @@ def canonical_pairs(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np
     left, right : int64[m']
         ``left < right``, each pair once, sorted by ``(left, right)``.
     """
+    lo, hi, _ = _canonical(left, right, None)
+    return lo, hi
+
+
+# Pairs pack into one int64 key (lo * base + hi) while base**2 stays below 2**63.
+_PACK_LIMIT = 3_037_000_499
+
+
+def _canonical(left: np.ndarray, right: np.ndarray,
+               values: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Canonical pairs, optionally carrying one value per pair (which copy of a repeated pair keeps its value
+    is not specified: the copies hold the same value up to rounding)."""
     left = np.asarray(left, dtype=np.int64)
     right = np.asarray(right, dtype=np.int64)
     if left.size == 0:
-        return _empty_pairs()
+        return _empty_pairs() + (None if values is None else values[:0],)
     base = int(max(left.max(), right.max())) + 1
-    if base <= 3_037_000_499:  # base**2 must stay below 2**63
+    if base <= _PACK_LIMIT:
         keys = np.empty(left.size, dtype=np.int64)
         _packed_keys(left, right, base, keys)
-        keys = unique_sorted(keys)
-        keys = keys[keys >= 0]  # self pairs were packed as -1
-        return keys // base, keys % base
+        if values is None:
+            keys = unique_sorted(keys)
+            keys = keys[keys >= 0]  # self pairs were packed as -1
+            return keys // base, keys % base, None
+        # an unstable sort does: np.unique's return_index would force a slower stable one
+        order = np.argsort(keys)
+        keys, values = keys[order], values[order]
+        keep = np.ones(keys.size, dtype=bool)
+        keep[1:] = keys[1:] != keys[:-1]
+        keep &= keys >= 0
+        keys = keys[keep]
+        return keys // base, keys % base, values[keep]
     lo = np.minimum(left, right)
     hi = np.maximum(left, right)
     keep = lo != hi
@@ -101,7 +112,7 @@ def canonical_pairs(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np
     lo, hi = lo[order], hi[order]
     first = np.ones(lo.size, dtype=bool)
     first[1:] = (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])
-    return lo[first], hi[first]
+    return lo[first], hi[first], None if values is None else values[keep][order][first]
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -601,29 +612,4 @@ def knn_pairs(
     left = np.concatenate(parts_l)
     right = np.concatenate(parts_r)
     sim = np.concatenate(parts_s).astype(np.float32, copy=False)
-    return _canonical_with_values(left, right, sim)
-
-
-def _canonical_with_values(left: np.ndarray, right: np.ndarray,
-                           values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`canonical_pairs` that carries one value per pair along."""
-    lo = np.minimum(left, right)
-    hi = np.maximum(left, right)
-    keep = lo != hi
-    lo, hi, values = lo[keep], hi[keep], values[keep]
-    packed = _pair_keys(lo, hi)
-    if packed is not None:
-        keys, base = packed
-        # Both copies of a repeated pair hold the same inner product (up to rounding): keep either, which lets
-        # an unstable sort do the work (np.unique's return_index would force a slower stable one).
-        order = np.argsort(keys)
-        keys, values = keys[order], values[order]
-        first = np.ones(keys.size, dtype=bool)
-        first[1:] = keys[1:] != keys[:-1]
-        keys = keys[first]
-        return keys // base, keys % base, values[first]
-    order = np.lexsort((-values, hi, lo))
-    lo, hi, values = lo[order], hi[order], values[order]
-    first = np.ones(lo.size, dtype=bool)
-    first[1:] = (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])
-    return lo[first].astype(np.int64), hi[first].astype(np.int64), values[first]
+    return _canonical(left, right, sim)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from gpucdp.backend import Backend, to_host
+from gpucdp.evaluate import sizes_summary
 
 __all__ = ["ClusterResult", "cluster_pairs", "size_summary"]
 
@@ -55,23 +56,11 @@ def _relabel_first_seen(labels: np.ndarray) -> np.ndarray:
 
 
 def size_summary(labels: np.ndarray) -> dict[str, Any]:
-    """Cluster count and size distribution (buckets 1, 2, 3-5, 6-10, 11-50, 51+)."""
+    """Cluster count, mean size and size distribution (buckets as in :func:`gpucdp.evaluate.sizes_summary`)."""
     sizes = np.bincount(labels) if labels.size else np.zeros(0, dtype=np.int64)
-    sizes = sizes[sizes > 0]
-    edges = [(1, 1), (2, 2), (3, 5), (6, 10), (11, 50), (51, None)]
-    hist = {}
-    for lo, hi in edges:
-        key = f"{lo}" if lo == hi else (f"{lo}+" if hi is None else f"{lo}-{hi}")
-        mask = (sizes >= lo) & (sizes <= (hi if hi is not None else sizes.max(initial=0)))
-        hist[key] = int(mask.sum())
-    return {
-        "clusters": int(sizes.size),
-        "records": int(sizes.sum()),
-        "singletons": int((sizes == 1).sum()),
-        "max_size": int(sizes.max(initial=0)),
-        "mean_size": float(sizes.mean()) if sizes.size else 0.0,
-        "size_histogram": hist,
-    }
+    summary = sizes_summary(sizes)
+    summary["mean_size"] = summary["records"] / summary["clusters"] if summary["clusters"] else 0.0
+    return summary
 
 
 def cluster_pairs(

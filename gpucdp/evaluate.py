@@ -44,6 +44,7 @@ __all__ = [
     "pairwise_metrics",
     "bcubed_metrics",
     "cluster_summary",
+    "sizes_summary",
     "merge_errors",
     "blocking_metrics",
     "evaluate",
@@ -204,7 +205,8 @@ def _bcubed(c: _Contingency) -> dict:
     return {"precision": precision, "recall": recall, "f1": _f1(precision, recall)}
 
 
-def _summary_of_sizes(sizes: np.ndarray) -> dict:
+def sizes_summary(sizes: np.ndarray) -> dict:
+    """Cluster count and size histogram from cluster sizes (int[k]; zero sizes are ignored)."""
     sizes = sizes[sizes > 0]
     histogram = {
         label: int(np.count_nonzero((sizes >= lo) & (sizes <= hi))) for label, lo, hi in SIZE_BUCKETS
@@ -304,7 +306,7 @@ def cluster_summary(labels: Any) -> dict:
         (``"1"``, ``"2"``, ``"3-5"``, ``"6-10"``, ``"11-50"``, ``"51+"``) → number of clusters of that size.
     """
     codes, k = _codes(labels, "labels")
-    return _summary_of_sizes(np.bincount(codes, minlength=k).astype(np.int64))
+    return sizes_summary(np.bincount(codes, minlength=k).astype(np.int64))
 
 
 def merge_errors(pred: Any, true: Any) -> dict:
@@ -413,8 +415,8 @@ def evaluate(pred: Any, true: Any) -> dict:
     return {
         "pairwise": _pairwise(c),
         "bcubed": _bcubed(c),
-        "predicted": _summary_of_sizes(c.pred_sizes),
-        "truth": _summary_of_sizes(c.true_sizes),
+        "predicted": sizes_summary(c.pred_sizes),
+        "truth": sizes_summary(c.true_sizes),
         "merge_errors": _merge_errors(c),
     }
 

@@ -28,7 +28,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numba
 import numpy as np
@@ -403,7 +403,3 @@ def load_model(path: str | Path) -> FSModel:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SettingsError(f"model file {path} cannot be read as JSON: {exc}") from None
     return FSModel.from_dict(data, origin=f"model file {path}")
-
-
-def describe_comparisons(comparisons: Sequence[ComparisonSettings]) -> list[str]:
-    return [f"{c.name}: " + " > ".join(level.describe() for level in c.levels) for c in comparisons]

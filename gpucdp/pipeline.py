@@ -21,7 +21,7 @@ import pyarrow as pa
 import gpucdp
 from gpucdp import block as block_stage
 from gpucdp.arrays import cached_factorize, dense_unique
-from gpucdp.backend import Backend, get_backend, to_host
+from gpucdp.backend import Backend, get_backend
 from gpucdp.cluster import cluster_pairs
 from gpucdp.compare import build_tables, compare_in_chunks, locality_order, prepare_columns
 from gpucdp.embed import embed_records
