@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from common import header, write_json
 
 CHILD = r"""
 import json, sys, time
@@ -32,12 +32,6 @@ print(json.dumps({"seconds": time.perf_counter() - start, "stages": result.manif
                   "cluster": result.manifest["cluster"], "backend": result.manifest["backend"],
                   "peak_rss_bytes": peak_rss_bytes()}))
 """
-
-
-def _versions() -> dict[str, str | None]:
-    from gpucdp.backend import probe
-
-    return probe()["libraries"]
 
 
 def bench_size(n: int, *, workdir: Path, backend: str, seed: int, difficulty: float) -> dict:
@@ -83,7 +77,6 @@ def main(argv=None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    import gpucdp
 
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="gpucdp-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -103,21 +96,8 @@ def main(argv=None) -> int:
             f"{r['pairwise']['recall']:.4f}", f"{r['pairwise']['f1']:.4f}",
         )
     Console(width=220).print(table)
-    doc = {
-        "benchmark": "end_to_end",
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
-        "python": platform.python_version(),
-        "gpucdp": gpucdp.__version__,
-        "versions": _versions(),
-        "backend": args.backend,
-        "seed": args.seed,
-        "difficulty": args.difficulty,
-        "results": rows,
-    }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    doc = header("end_to_end", backend=args.backend, seed=args.seed, difficulty=args.difficulty, results=rows)
+    write_json(args.json, doc)
     return 0
 
 

@@ -25,12 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from common import header, write_json
 
 THRESHOLD = 0.9
 
@@ -258,9 +258,7 @@ def main(argv=None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    import gpucdp
     from gpucdp import synth
-    from gpucdp.backend import probe
 
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="gpucdp-vs-splink-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -289,27 +287,16 @@ def main(argv=None) -> int:
         )
     Console(width=220).print(table)
 
-    versions = probe()["libraries"]
     splink_rows = [r for r in rows if r["engine"].startswith("splink")]
+    doc = header(
+        "vs_splink", backend=args.backend, seed=args.seed, difficulty=args.difficulty,
+        threshold_match_probability=THRESHOLD,
+        splink_options={"recall": args.recall, "max_pairs_u": args.max_pairs_u, "threads": args.threads},
+        results=rows,
+    )
     if splink_rows:
-        versions["splink"] = splink_rows[0]["engine"].split()[1]
-    doc = {
-        "benchmark": "vs_splink",
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
-        "python": platform.python_version(),
-        "gpucdp": gpucdp.__version__,
-        "versions": versions,
-        "backend": args.backend,
-        "seed": args.seed,
-        "difficulty": args.difficulty,
-        "threshold_match_probability": THRESHOLD,
-        "splink_options": {"recall": args.recall, "max_pairs_u": args.max_pairs_u, "threads": args.threads},
-        "results": rows,
-    }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    print(f"wrote {args.json}")
+        doc["versions"]["splink"] = splink_rows[0]["engine"].split()[1]
+    write_json(args.json, doc)
     return 0
 
 
