@@ -10,8 +10,11 @@ Inputs are record columns, already prepared, and small tables that describe the 
 
 Per pair and comparison, the first level that matches gives gamma = ``n_levels[c] - l`` (strongest =
 ``n_levels[c]``); a level whose column is NULL on either side does not match; no match gives 0 ("else"), or -1
-(the NULL level) when every column the comparison uses is NULL on at least one side. Consecutive levels with
-the same method and column compute the value once (JW >= 0.95 then JW >= 0.88 costs one Jaro–Winkler).
+(the NULL level) when every column the comparison uses is NULL on at least one side. Levels with the same
+method and column compute the value once (JW >= 0.95, then exact on another column, then JW >= 0.88 costs one
+Jaro–Winkler), and a Jaro or Jaro–Winkler level first tries a cheap upper bound (from the characters the strings
+share): pairs whose bound is below every threshold of that metric skip the metric itself. The results are the
+same as computing every level in full.
 
 The pattern id packs the gamma vector: ``pattern = sum_c (gamma_c + 1) * stride_c`` with ``stride_0 = 1`` and
 ``stride_{c+1} = stride_c * (n_levels[c] + 2)``; :func:`decode_patterns` inverts it.
@@ -96,11 +99,16 @@ _CPU_BLOCK = 2048
 _THREADS_PER_BLOCK = 256
 # cuda.local.array needs literal shapes: a global constant is one, ``MAX_LEN + 1`` inside the kernel is not.
 _WORK_COLS = MAX_LEN + 1
+#: Most levels one comparison may have (the per-pair cache of computed values is this long).
+MAX_LEVELS = 16
+# A similarity bound this close to a threshold is not trusted to settle the pair (bound and metric round apart).
+_BOUND_MARGIN = 1e-9
 
 
 def _build_pair(
-    jit, jaro, jaro_winkler, levenshtein, damerau, qgram_jaccard, exact, days_from_civil, date_swap
-):
+    jit, jaro, jaro_winkler, levenshtein, damerau, qgram_jaccard, exact, days_from_civil, date_swap,
+    jaro_winkler_bound,
+):  # fmt: skip
     """Compile the comparison of pairs ``k0 <= k < k1`` with ``jit``, calling similarity functions compiled
     for the same target. A range rather than one pair, so that the CPU pays the call (and its array arguments)
     once per block of pairs; a CUDA thread passes ``(k, k + 1)``."""
@@ -111,9 +119,24 @@ def _build_pair(
         return days_from_civil(n // 10000, (n // 100) % 100, n % 100)
 
     @jit
+    def loosest(level_method, level_col, level_thr, c, lv, nl):
+        # The loosest threshold among this level and the later ones that reuse its value (same method and
+        # column): the lowest similarity floor, or the highest distance ceiling.
+        method = level_method[c, lv]
+        col = level_col[c, lv]
+        bound = level_thr[c, lv]
+        for t in range(lv + 1, nl):
+            if level_method[c, t] == method and level_col[c, t] == col:
+                if method == LEVENSHTEIN or method == DAMERAU:
+                    bound = max(bound, level_thr[c, t])
+                else:
+                    bound = min(bound, level_thr[c, t])
+        return bound
+
+    @jit
     def compare_range(
         k0, k1, left, right, chars, offsets, nums, level_method, level_col, level_thr, n_levels, strides,
-        flags_a, flags_b, work, gamma, pattern,
+        flags_a, flags_b, work, values, gamma, pattern,
     ):  # fmt: skip
         for k in range(k0, k1):
             i = left[k]
@@ -123,9 +146,6 @@ def _build_pair(
                 nl = n_levels[c]
                 g = -1
                 any_present = False
-                last_method = -1
-                last_col = -1
-                value = 0.0
                 for lv in range(nl):
                     method = level_method[c, lv]
                     col = level_col[c, lv]
@@ -144,36 +164,43 @@ def _build_pair(
                         if math.isnan(x) or math.isnan(y):
                             continue
                     any_present = True
-                    if method != last_method or col != last_col:
-                        last_method = method
-                        last_col = col
-                        if method == EXACT:
-                            value = 1.0 if exact(chars, a0, a1, b0, b1) else 0.0
-                        elif method == JARO_WINKLER:
-                            value = jaro_winkler(chars, a0, a1, b0, b1, flags_a, flags_b, _PREFIX_SCALE)
-                        elif method == JARO:
-                            value = jaro(chars, a0, a1, b0, b1, flags_a, flags_b)
-                        elif method == LEVENSHTEIN or method == DAMERAU:
-                            # Bound by the loosest threshold of the run of levels that will reuse this value.
-                            bound = level_thr[c, lv]
-                            t = lv + 1
-                            while t < nl and level_method[c, t] == method and level_col[c, t] == col:
-                                bound = max(bound, level_thr[c, t])
-                                t += 1
-                            if method == LEVENSHTEIN:
-                                value = float(levenshtein(chars, a0, a1, b0, b1, work, int(bound)))
+                    # An earlier level with the same method and column computed this value already (it was
+                    # not skipped: its column is this one, not NULL).
+                    seen = -1
+                    for t in range(lv):
+                        if level_method[c, t] == method and level_col[c, t] == col:
+                            seen = t
+                            break
+                    if seen >= 0:
+                        value = values[seen]
+                    elif method == EXACT:
+                        value = 1.0 if exact(chars, a0, a1, b0, b1) else 0.0
+                    elif method == JARO_WINKLER or method == JARO:
+                        # Most candidate pairs disagree on most fields: a cheap bound settles them.
+                        scale = _PREFIX_SCALE if method == JARO_WINKLER else 0.0
+                        value = jaro_winkler_bound(chars, a0, a1, b0, b1, flags_a, scale)
+                        if value + _BOUND_MARGIN >= loosest(level_method, level_col, level_thr, c, lv, nl):
+                            if method == JARO_WINKLER:
+                                value = jaro_winkler(chars, a0, a1, b0, b1, flags_a, flags_b, _PREFIX_SCALE)
                             else:
-                                value = float(damerau(chars, a0, a1, b0, b1, work, int(bound)))
-                        elif method == JACCARD:
-                            value = qgram_jaccard(chars, a0, a1, b0, b1, flags_b, _JACCARD_Q)
-                        elif method == DATE_EXACT:
-                            value = 1.0 if x == y else 0.0
-                        elif method == DATE_SWAP:
-                            value = 1.0 if date_swap(int(x), int(y)) else 0.0
-                        elif method == DATE_DAYS:
-                            value = float(abs(yyyymmdd_days(x) - yyyymmdd_days(y)))
-                        else:  # NUMERIC_ABS, NUMERIC_REL
-                            value = abs(x - y)
+                                value = jaro(chars, a0, a1, b0, b1, flags_a, flags_b)
+                    elif method == LEVENSHTEIN or method == DAMERAU:
+                        bound = int(loosest(level_method, level_col, level_thr, c, lv, nl))
+                        if method == LEVENSHTEIN:
+                            value = float(levenshtein(chars, a0, a1, b0, b1, work, bound))
+                        else:
+                            value = float(damerau(chars, a0, a1, b0, b1, work, bound))
+                    elif method == JACCARD:
+                        value = qgram_jaccard(chars, a0, a1, b0, b1, flags_b, _JACCARD_Q)
+                    elif method == DATE_EXACT:
+                        value = 1.0 if x == y else 0.0
+                    elif method == DATE_SWAP:
+                        value = 1.0 if date_swap(int(x), int(y)) else 0.0
+                    elif method == DATE_DAYS:
+                        value = float(abs(yyyymmdd_days(x) - yyyymmdd_days(y)))
+                    else:  # NUMERIC_ABS, NUMERIC_REL
+                        value = abs(x - y)
+                    values[lv] = value
                     thr = level_thr[c, lv]
                     if method == EXACT or method == DATE_EXACT or method == DATE_SWAP:
                         hit = value > 0.5
@@ -205,20 +232,21 @@ _compare_range_host = _build_pair(
     sim.exact_host,
     sim.days_from_civil_host,
     sim.date_swap_host,
+    sim.jaro_winkler_bound_host,
 )
 
 
 @numba.njit(parallel=True, cache=True)
 def _compare_cpu(
     left, right, chars, offsets, nums, level_method, level_col, level_thr, n_levels, strides,
-    flags, work, gamma, pattern,
+    flags, work, values, gamma, pattern,
 ):  # fmt: skip
     m = left.shape[0]
     n_blocks = flags.shape[0]
     for b in numba.prange(n_blocks):
         _compare_range_host(
             b * _CPU_BLOCK, min(m, (b + 1) * _CPU_BLOCK), left, right, chars, offsets, nums, level_method,
-            level_col, level_thr, n_levels, strides, flags[b, 0], flags[b, 1], work[b], gamma, pattern,
+            level_col, level_thr, n_levels, strides, flags[b, 0], flags[b, 1], work[b], values[b], gamma, pattern,
         )  # fmt: skip
 
 
@@ -239,6 +267,7 @@ def _cuda_kernel():
             sim.exact_device,
             sim.days_from_civil_device,
             sim.date_swap_device,
+            sim.jaro_winkler_bound_device,
         )
 
         @cuda.jit
@@ -251,9 +280,10 @@ def _cuda_kernel():
                 flags_a = cuda.local.array(MAX_LEN, numba.uint8)
                 flags_b = cuda.local.array(MAX_LEN, numba.uint8)
                 work = cuda.local.array((3, _WORK_COLS), numba.int32)
+                values = cuda.local.array(MAX_LEVELS, numba.float64)
                 compare_range(
                     k, k + 1, left, right, chars, offsets, nums, level_method, level_col, level_thr, n_levels,
-                    strides, flags_a, flags_b, work, gamma, pattern,
+                    strides, flags_a, flags_b, work, values, gamma, pattern,
                 )  # fmt: skip
 
         _compare_cuda = compare_kernel
@@ -359,6 +389,8 @@ def compare_pairs(
             f"the comparisons have {size} agreement patterns (the product of n_levels + 2), more than an "
             "int32 pattern id holds; use fewer comparisons or fewer levels per comparison"
         )
+    if int(np.max(n_levels_host, initial=0)) > MAX_LEVELS:
+        raise ValueError(f"a comparison has more than {MAX_LEVELS} levels; split it into several comparisons")
     strides = pattern_strides(n_levels_host)
     if target == "cpu":
         return _compare_pairs_cpu(
@@ -383,6 +415,7 @@ def _compare_pairs_cpu(
     n_blocks = (m + _CPU_BLOCK - 1) // _CPU_BLOCK
     flags = np.empty((n_blocks, 2, MAX_LEN), dtype=np.uint8)
     work = np.empty((n_blocks, 3, MAX_LEN + 1), dtype=np.int32)
+    values = np.empty((n_blocks, MAX_LEVELS), dtype=np.float64)
     _compare_cpu(
         left,
         right,
@@ -396,6 +429,7 @@ def _compare_pairs_cpu(
         strides,
         flags,
         work,
+        values,
         gamma,
         pattern,
     )

@@ -243,8 +243,8 @@ def random_case(rng: np.random.Generator, n_records: int, n_pairs: int):
     for _ in range(int(rng.integers(1, 5))):
         comp = []
         for _ in range(int(rng.integers(1, 5))):
-            if comp and rng.random() < 0.4:  # same method and column as the level before: exercises reuse
-                method, col = comp[-1][0], comp[-1][1]
+            if comp and rng.random() < 0.4:  # the method and column of an earlier level: exercises reuse
+                method, col = comp[int(rng.integers(0, len(comp)))][:2]
             else:
                 method = int(rng.integers(0, 11))
                 col = int(rng.integers(0, n_str if method in STRING_METHODS else n_num))

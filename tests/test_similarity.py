@@ -107,6 +107,22 @@ def test_jaro_family_matches_oracle_and_libraries(a, b):
     assert jaro(a, a) == 1.0 and jaro_winkler(a, a) == 1.0
 
 
+@settings(max_examples=300, deadline=None)
+@given(words, words)
+@with_edge_cases()
+def test_jaro_winkler_bound_is_an_upper_bound(a, b):
+    # The comparison kernel skips Jaro / Jaro-Winkler when this bound is below the level's threshold.
+    scratch = np.zeros(MAX_LEN, dtype=np.uint8)
+    for p, metric in ((0.0, jaro(a, b)), (0.1, jaro_winkler(a, b)), (0.2, jaro_winkler(a, b, 0.2))):
+        bound = sim.jaro_winkler_bound_host(*pack(a, b), scratch, p)
+        assert bound + 1e-12 >= metric
+        assert 0.0 <= bound <= 1.0 + 1e-12
+        assert sim.jaro_winkler_bound_host(*pack(a, a), scratch, p) == pytest.approx(1.0, abs=1e-15)
+    ca, cb = cap(a), cap(b)
+    if ca and cb and not {c & 63 for c in ca} & {c & 63 for c in cb}:  # no character bucket in common
+        assert sim.jaro_winkler_bound_host(*pack(a, b), scratch, 0.1) == 0.0
+
+
 @settings(max_examples=150, deadline=None)
 @given(words, words, st.integers(0, 6))
 @with_edge_cases(1)
