@@ -222,7 +222,7 @@ def resolve(
             st.count(pairs=int(kl.shape[0]))
     with report.stage("block") as st:
         rule_stats = []
-        for rule in resolved.blocking.rules or []:
+        for rule, max_block_size in resolved.blocking.key_rules():
             missing = [c for c in rule if c not in prepared.columns]
             if missing:
                 raise SettingsError(
@@ -230,10 +230,10 @@ def resolve(
                     f"{', '.join(sorted(prepared.columns))}"
                 )
             codes = block_stage.key_codes(prepared, rule, cache=codes_cache)
-            rl, rr, stats = block_stage.key_pairs(codes, resolved.blocking.max_block_size, canonical=False)
+            rl, rr, stats = block_stage.key_pairs(codes, max_block_size, canonical=False)
             left_parts.append(rl)
             right_parts.append(rr)
-            rule_stats.append({"rule": rule, **stats})
+            rule_stats.append({"rule": rule, "max_block_size": max_block_size, **stats})
         if left_parts:
             left, right = block_stage.canonical_pairs(np.concatenate(left_parts), np.concatenate(right_parts))
         else:

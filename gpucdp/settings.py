@@ -142,12 +142,24 @@ class KnnSettings(_Strict):
     nprobe: int | None = Field(default=None, ge=1)
 
 
+class KeyRule(_Strict):
+    """An exact-key rule with its own cap on block size (a plain list of columns uses the global cap)."""
+
+    columns: list[str] = Field(min_length=1)
+    max_block_size: int = Field(ge=2, le=100_000)
+
+
 class BlockingSettings(_Strict):
     """Candidate generation: kNN united with exact-key rules (each rule a list of prepared columns)."""
 
     knn: KnnSettings = KnnSettings()
-    rules: list[list[str]] | None = None
+    rules: list[list[str] | KeyRule] | None = None
     max_block_size: int = Field(default=100, ge=2, le=100_000)
+
+    def key_rules(self) -> list[tuple[list[str], int]]:
+        """Each rule as (columns, max block size)."""
+        return [(r.columns, r.max_block_size) if isinstance(r, KeyRule) else (r, self.max_block_size)
+                for r in self.rules or []]
 
 
 class ModelSettings(_Strict):

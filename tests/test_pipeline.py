@@ -117,3 +117,13 @@ def test_tiny_input_merges_its_duplicates():
     ids = result.membership["profile_id"].tolist()
     assert ids[0] == ids[1] != ids[2]
     assert result.model.training["non_match_classes"] == 1  # too few pairs for the latent classes
+
+
+def test_a_rule_keeps_its_own_block_cap(generated):
+    records, _ = generated
+    rules = [["last_name__phonetic"], {"columns": ["last_name__phonetic"], "max_block_size": 2}]
+    settings = {"blocking": {"knn": {"enabled": False}, "rules": rules, "max_block_size": 1000}}
+    result = resolve(records.head(3000), settings=settings, backend="cpu")
+    loose, tight = result.manifest["blocking"]["rules"]
+    assert (loose["max_block_size"], tight["max_block_size"]) == (1000, 2)
+    assert tight["pairs"] < loose["pairs"] and tight["oversized_blocks"] > loose["oversized_blocks"]

@@ -91,3 +91,13 @@ def test_explicit_comparisons_are_kept():
     resolved, unused = resolve_settings(s, ["record_id", "email", "other"])
     assert resolved.comparisons == [comp]
     assert unused == ["other"]
+
+
+def test_key_rules_take_their_own_block_cap():
+    settings = parse_settings({"blocking": {"max_block_size": 50, "rules": [
+        ["email"], {"columns": ["first_name__canon", "last_name__phonetic"], "max_block_size": 30}]}})
+    assert settings.blocking.key_rules() == [(["email"], 50), (["first_name__canon", "last_name__phonetic"], 30)]
+    for bad in ({"columns": [], "max_block_size": 30}, {"columns": ["email"], "max_block_size": 1},
+                {"columns": ["email"]}, {"columns": ["email"], "max_block_size": 30, "cap": 2}):
+        with pytest.raises(SettingsError, match="blocking.rules"):
+            parse_settings({"blocking": {"rules": [bad]}})
