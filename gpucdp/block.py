@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from gpucdp.arrays import cached_factorize, unique_sorted
+from gpucdp.backend import to_host
 from gpucdp.errors import InputError, SettingsError
 
 __all__ = [
@@ -504,6 +505,7 @@ def knn_pairs(
     nprobe: int | None = None,
     batch: int = 65536,
     max_group: int = 64,
+    xp: Any = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Candidate pairs from a k-nearest-neighbour self-join of the embeddings (inner product = cosine).
 
@@ -540,6 +542,10 @@ def knn_pairs(
         only a common name filled in, is skipped — exact-key rules and the cluster guard deal with those); each
         neighbour pair of vectors expands to at most ``max_group`` records on each side, so one popular vector
         cannot explode the pair count.
+    xp : module, optional
+        An array module (``cupy`` on a GPU without FAISS-GPU, ``numpy`` in tests) for an exact search by
+        batched matrix products (:func:`gpucdp.gpu.gemm_topk`) in place of ``flat``; ``auto`` then stays exact up
+        to :data:`GPU_EXACT_MAX` distinct vectors, as with ``use_gpu``, and uses FAISS IVF on the CPU above.
 
     Returns
     -------
@@ -553,7 +559,7 @@ def knn_pairs(
     The search runs on distinct vectors only, so exact duplicates (common in real data after standardisation)
     cost nothing extra and do not crowd a record's k neighbours with copies of itself.
     """
-    emb = np.ascontiguousarray(emb, dtype=np.float32)
+    emb = np.ascontiguousarray(to_host(emb), dtype=np.float32)
     if emb.ndim != 2 or emb.shape[1] < 1:
         raise InputError(f"emb must be a 2-d float32 array [n, dim]; got shape {emb.shape}")
     if not isinstance(k, (int, np.integer)) or k < 1:
@@ -587,8 +593,14 @@ def knn_pairs(
         parts_s.append(np.einsum("ij,ij->i", emb[wl], emb[wr]))
 
     if n_distinct >= 2:
-        kind = index if index != "auto" else _auto_index(n_distinct, use_gpu)
-        if kind == "cells":
+        kind = index if index != "auto" else _auto_index(n_distinct, use_gpu or xp is not None)
+        if kind == "flat" and xp is not None and not use_gpu:
+            from gpucdp.gpu import gemm_topk
+
+            gu, gv, gs = gemm_topk(xp.asarray(vectors), k, xp=xp, min_similarity=float(min_similarity))
+            _append_expanded(parts_l, parts_r, parts_s, members, starts, sizes, to_host(gu), to_host(gv),
+                             to_host(gs), max_group)
+        elif kind == "cells":
             gu, gv, gs = _cell_join(vectors, k=k, min_similarity=float(min_similarity), faiss=faiss,
                                     n_cells=nlist, assign=nprobe or 1)
             _append_expanded(parts_l, parts_r, parts_s, members, starts, sizes, gu, gv, gs, max_group)

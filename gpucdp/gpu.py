@@ -1,0 +1,168 @@
+"""Array-module-generic pieces of the GPU path: exact kNN by matrix products, device memory accounting.
+
+Everything here takes the array module ``xp`` (numpy or cupy, from :class:`gpucdp.backend.Backend`) and imports
+no GPU library itself, so the same function runs on numpy in CI and on CuPy on a GPU. The stages use these where
+the full RAPIDS stack is missing a piece: :func:`gemm_topk` stands in for FAISS-GPU, and
+:func:`gpucdp.kernels.components.components_cuda` (wired in by the backend) for cuGraph.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+from gpucdp.errors import BackendUnavailableError
+
+__all__ = [
+    "DeviceMemory",
+    "check_device_fits",
+    "device_bytes_per_record",
+    "gemm_topk",
+    "rows_per_chunk",
+]
+
+# Share of the free device memory one chunk of work may take: the rest stays for the pool's rounding, cuDF's
+# own temporaries and the kernels' outputs.
+CHUNK_FRACTION = 0.25
+
+
+def rows_per_chunk(free_bytes: int, bytes_per_row: int, *, low: int = 1024, high: int = 1 << 26) -> int:
+    """How many rows of ``bytes_per_row`` fit in :data:`CHUNK_FRACTION` of ``free_bytes``, within [low, high]."""
+    rows = int(free_bytes * CHUNK_FRACTION) // max(1, int(bytes_per_row))
+    return max(low, min(high, rows))
+
+
+def gemm_topk(vectors: Any, k: int, *, xp: Any, min_similarity: float,
+              batch: int | None = None) -> tuple[Any, Any, Any]:
+    """Exact k nearest neighbours of every row among all rows by inner product, one batched GEMM at a time.
+
+    Parameters
+    ----------
+    vectors : float32[n, dim]
+        An ``xp`` array of distinct, L2-normalised rows.
+    k : int >= 1
+        Neighbours per row, itself excluded.
+    xp : module
+        ``numpy`` or ``cupy``; the product and the top-k run there.
+    min_similarity : float
+        Neighbours below it are dropped.
+    batch : int, optional
+        Query rows per product (the product is ``batch x n`` floats); default: 64 MiB of similarities.
+
+    Returns
+    -------
+    query, neighbour : int64[m]
+        ``xp`` arrays: row pairs, each query's neighbours in no particular order (a pair may come from both ends).
+    similarity : float32[m]
+
+    Notes
+    -----
+    ``argpartition`` picks the ``k + 1`` largest per row (the row itself among them, since the rows are distinct
+    unit vectors); the row itself is then dropped by index, so a tie with an identical-score neighbour cannot
+    hide it. The cost is ``n² · dim`` multiply-adds: cheap on a GPU up to a few million rows, which is where the
+    backend uses it (:data:`gpucdp.block.GPU_EXACT_MAX`).
+    """
+    n = int(vectors.shape[0])
+    kk = min(int(k) + 1, n)
+    if batch is None:
+        batch = max(1, (64 << 20) // (4 * max(n, 1)))
+    parts_q, parts_n, parts_s = [], [], []
+    for lo in range(0, n, batch):
+        hi = min(lo + batch, n)
+        sims = vectors[lo:hi] @ vectors.T
+        if kk < n:
+            top = xp.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+        else:
+            top = xp.broadcast_to(xp.arange(n), (hi - lo, n))
+        top_sims = xp.take_along_axis(sims, top, axis=1)
+        query = xp.broadcast_to(xp.arange(lo, hi, dtype=np.int64)[:, None], top.shape)
+        keep = (top != query) & (top_sims >= min_similarity)
+        parts_q.append(query[keep])
+        parts_n.append(top[keep].astype(np.int64))
+        parts_s.append(top_sims[keep].astype(np.float32))
+    if not parts_q:
+        empty = xp.zeros(0, dtype=np.int64)
+        return empty, empty, xp.zeros(0, dtype=np.float32)
+    return xp.concatenate(parts_q), xp.concatenate(parts_n), xp.concatenate(parts_s)
+
+
+def device_bytes_per_record(dim: int, string_bytes: int) -> int:
+    """Device bytes one record holds at the peak of a GPU run: its embedding (float32) and the distinct-vector
+    copy kNN searches, its prepared strings (bytes and int64 offsets), its candidate pairs (left, right, pattern,
+    probability) at the ~10 pairs per record seen on synthetic data, and the labels of the components."""
+    embedding = 2 * 4 * dim
+    pairs = 10 * (8 + 8 + 4 + 8)
+    return embedding + string_bytes + pairs + 2 * 8
+
+
+def check_device_fits(n_records: int, bytes_per_record: int, free_bytes: int, total_bytes: int) -> None:
+    """Fail before any work when the records cannot fit in the free device memory.
+
+    Raises
+    ------
+    BackendUnavailableError
+        With the sizes and what to change (exit code 2).
+    """
+    need = int(n_records) * int(bytes_per_record)
+    if need <= free_bytes:
+        return
+    gib = 1 << 30
+    fit = max(0, free_bytes // max(1, bytes_per_record))
+    raise BackendUnavailableError(
+        f"{n_records:,} records need about {need / gib:.1f} GiB of GPU memory and the GPU has {free_bytes / gib:.1f} "
+        f"of {total_bytes / gib:.1f} GiB free (about {fit:,} records fit): free GPU memory (other processes), lower "
+        "blocking.knn.dim or compare fewer columns, split the input into parts of at most that many records, or "
+        "run with --backend cpu"
+    )
+
+
+@dataclass
+class DeviceMemory:
+    """Free device memory and the peak device memory of each stage (CuPy's pool), for the run's manifest.
+
+    On the CPU backend (``xp`` is numpy) every method is a no-op and :meth:`describe` is empty.
+
+    Notes
+    -----
+    CuPy's pool keeps freed blocks for reuse instead of returning them to the driver, so the bytes it holds at the
+    end of a stage, after its free blocks were released at the start, are the stage's high-water mark (rounded up
+    to the pool's block sizes). Memory taken outside the pool (cuDF's RMM, Numba device arrays, FAISS) is not
+    counted; the GPU code allocates its arrays through ``xp`` so that it is.
+    """
+
+    xp: Any
+    peaks: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def on_device(self) -> bool:
+        return self.xp is not np
+
+    def info(self) -> tuple[int, int]:
+        """(free, total) bytes of the current device; (0, 0) on the CPU."""
+        if not self.on_device:
+            return 0, 0
+        free, total = self.xp.cuda.runtime.memGetInfo()
+        return int(free), int(total)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        if not self.on_device:
+            yield
+            return
+        pool = self.xp.get_default_memory_pool()
+        pool.free_all_blocks()
+        try:
+            yield
+        finally:
+            self.xp.cuda.Device().synchronize()
+            self.peaks[name] = max(self.peaks.get(name, 0), int(pool.total_bytes()))
+
+    def describe(self) -> dict[str, Any]:
+        if not self.on_device:
+            return {}
+        free, total = self.info()
+        return {"free_bytes": free, "total_bytes": total, "peak_bytes_by_stage": dict(self.peaks),
+                "peak_bytes": max(self.peaks.values(), default=0)}
