@@ -148,7 +148,7 @@ PART_TEXT = {
     "numba-cuda": "Numba CUDA on the GPU",
     "faiss-cpu": "FAISS on the CPU",
     "faiss-gpu": "FAISS GPU (exact, IVF-Flat past 5M distinct vectors)",
-    "cupy-gemm": "CuPy GEMM top-k, exact (FAISS on the CPU past 5M distinct vectors)",
+    "cupy-gemm": "CuPy GEMM top-k, exact up to 5M distinct vectors, in k-means cells above",
     "numpy-gemm": "numpy GEMM top-k, exact (FAISS not installed)",
     "scipy": "SciPy connected_components on the host",
     "cugraph": "cuGraph weakly connected components on the GPU",

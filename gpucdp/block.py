@@ -543,9 +543,10 @@ def knn_pairs(
         neighbour pair of vectors expands to at most ``max_group`` records on each side, so one popular vector
         cannot explode the pair count.
     xp : module, optional
-        An array module (``cupy`` on a GPU without FAISS-GPU, ``numpy`` in tests) for an exact search by
-        batched matrix products (:func:`gpucdp.gpu.gemm_topk`) in place of ``flat``; ``auto`` then stays exact up
-        to :data:`GPU_EXACT_MAX` distinct vectors, as with ``use_gpu``, and uses FAISS IVF on the CPU above.
+        An array module (``cupy`` on a GPU without FAISS-GPU, ``numpy`` in tests) that searches in place of FAISS:
+        ``flat`` by exact batched matrix products (:func:`gpucdp.gpu.gemm_topk`), ``ivf`` and ``cells`` by
+        windows of k-means cells (:func:`gpucdp.gpu.cell_topk`); ``auto`` is exact up to :data:`GPU_EXACT_MAX`
+        distinct vectors, as with ``use_gpu``.
 
     Returns
     -------
@@ -594,10 +595,11 @@ def knn_pairs(
 
     if n_distinct >= 2:
         kind = index if index != "auto" else _auto_index(n_distinct, use_gpu or xp is not None)
-        if kind == "flat" and xp is not None and not use_gpu:
-            from gpucdp.gpu import gemm_topk
+        if xp is not None and not use_gpu and kind != "hnsw":
+            from gpucdp.gpu import cell_topk, gemm_topk
 
-            gu, gv, gs = gemm_topk(xp.asarray(vectors), k, xp=xp, min_similarity=float(min_similarity))
+            search = gemm_topk if kind == "flat" else cell_topk
+            gu, gv, gs = search(xp.asarray(vectors), k, xp=xp, min_similarity=float(min_similarity))
             _append_expanded(parts_l, parts_r, parts_s, members, starts, sizes, to_host(gu), to_host(gv),
                              to_host(gs), max_group)
         elif kind == "cells":

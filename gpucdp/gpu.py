@@ -20,6 +20,7 @@ __all__ = [
     "DeviceMemory",
     "check_device_fits",
     "device_bytes_per_record",
+    "cell_topk",
     "gemm_topk",
     "rows_per_chunk",
 ]
@@ -86,6 +87,100 @@ def gemm_topk(vectors: Any, k: int, *, xp: Any, min_similarity: float,
     if not parts_q:
         empty = xp.zeros(0, dtype=np.int64)
         return empty, empty, xp.zeros(0, dtype=np.float32)
+    return xp.concatenate(parts_q), xp.concatenate(parts_n), xp.concatenate(parts_s)
+
+
+def _spherical_kmeans(x: Any, n_clusters: int, *, xp: Any, iterations: int, seed: int) -> Any:
+    """Unit centroids float32[n_clusters, dim] of ``x`` (rows already unit length), by Lloyd's iterations on
+    inner products; a centroid that loses all its rows keeps its place."""
+    rng = np.random.default_rng(seed)
+    centroids = x[xp.asarray(np.sort(rng.choice(x.shape[0], size=n_clusters, replace=False)))]
+    for _ in range(iterations):
+        assign = xp.argmax(x @ centroids.T, axis=1)
+        order = xp.argsort(assign)
+        # per-cluster sums from one cumulative sum over the rows sorted by cluster (no scatter-add needed)
+        sums = xp.concatenate([xp.zeros((1, x.shape[1])), xp.cumsum(x[order].astype(np.float64), axis=0)])
+        bounds = xp.searchsorted(assign[order], xp.arange(n_clusters + 1))
+        totals = sums[bounds[1:]] - sums[bounds[:-1]]
+        norms = xp.linalg.norm(totals, axis=1, keepdims=True)
+        centroids = xp.where(norms > 0, totals / xp.maximum(norms, 1e-12), centroids).astype(np.float32)
+    return centroids
+
+
+def _top_columns(sims: Any, a: int, xp: Any) -> Any:
+    """Indices int[rows, a] of the ``a`` largest entries of each row (in no particular order)."""
+    if a == 1:
+        return xp.argmax(sims, axis=1)[:, None]
+    return xp.argpartition(-sims, a - 1, axis=1)[:, :a]
+
+
+def cell_topk(vectors: Any, k: int, *, xp: Any, min_similarity: float, cell_size: int = 512, assign: int = 2,
+              batch_cells: int = 256, seed: int = 0) -> tuple[Any, Any, Any]:
+    """Approximate k nearest neighbours: exact top-k inside windows of rows sorted by k-means cell.
+
+    Parameters
+    ----------
+    vectors : float32[n, dim]
+        An ``xp`` array of distinct, L2-normalised rows.
+    k : int >= 1
+    xp : module
+        ``numpy`` or ``cupy``.
+    min_similarity : float
+    cell_size : int
+        Slots per cell and per window: ``n * assign / cell_size`` k-means cells.
+    assign : int
+        Cells each row joins (its nearest centroids): a row near a cell boundary meets both sides.
+    batch_cells : int
+        Windows per batched matrix product (bounds memory: ``batch_cells * cell_size * 3 * cell_size`` floats).
+
+    Returns
+    -------
+    query, neighbour : int64[m], similarity : float32[m]
+        As :func:`gemm_topk`.
+
+    Notes
+    -----
+    The rows are sorted by their ``assign`` nearest of ``n * assign / cell_size`` spherical k-means centroids (trained on
+    a sample; a row is placed once per centroid), cut into blocks of ``cell_size`` rows, and each block searched exactly against itself and its two
+    neighbouring blocks: one ``[batch, B, d] x [batch, d, 3B]`` batched GEMM, then ``argpartition``. A row meets
+    its cell's other rows (a cell of about ``B`` rows lies within the three blocks around it) and spills into
+    the cells sorted next to it. Fixed shapes make it one kernel launch per batch on a GPU, where FAISS's IVF is
+    not installed; it plays the part of the CPU path's ``index="cells"``.
+    """
+    n, dim = int(vectors.shape[0]), int(vectors.shape[1])
+    if n <= 3 * cell_size:
+        return gemm_topk(vectors, k, xp=xp, min_similarity=min_similarity)
+    n_cells = max(2, n * int(assign) // cell_size)  # about cell_size slots per cell
+    rng = np.random.default_rng(seed)
+    sample = vectors[xp.asarray(np.sort(rng.choice(n, size=min(n, 64 * n_cells), replace=False)))]
+    centroids = _spherical_kmeans(sample, n_cells, xp=xp, iterations=8, seed=seed + 1)
+    a = min(int(assign), n_cells)
+    cells = xp.concatenate([_top_columns(vectors[lo:lo + 65536] @ centroids.T, a, xp) for lo in range(0, n, 65536)])
+    slots = xp.argsort(cells.ravel())  # each row appears once per cell it joins, the slots sorted by cell
+    order = slots // a
+    n_slots = int(order.shape[0])
+    n_blocks = -(-n_slots // cell_size)
+    padded = xp.zeros((n_blocks + 2) * cell_size, dtype=np.int64) - 1  # one empty block before and after
+    padded[cell_size:cell_size + n_slots] = order
+    kk = min(int(k), 3 * cell_size - 1)
+    parts_q, parts_n, parts_s = [], [], []
+    for first in range(0, n_blocks, batch_cells):
+        last = min(first + batch_cells, n_blocks)
+        rows = padded[(first + 1) * cell_size:(last + 1) * cell_size].reshape(last - first, cell_size)
+        windows = xp.stack([padded[(b) * cell_size:(b + 3) * cell_size] for b in range(first, last)])
+        q = vectors[xp.maximum(rows, 0)]
+        c = vectors[xp.maximum(windows, 0)]
+        sims = xp.matmul(q, c.transpose(0, 2, 1))
+        # padding and the row itself must never be picked
+        sims = xp.where((windows[:, None, :] < 0) | (windows[:, None, :] == rows[:, :, None]), -np.inf, sims)
+        top = xp.argpartition(-sims, kk - 1, axis=2)[:, :, :kk]
+        top_sims = xp.take_along_axis(sims, top, axis=2)
+        nbr = xp.take_along_axis(xp.broadcast_to(windows[:, None, :], sims.shape), top, axis=2)
+        query = xp.broadcast_to(rows[:, :, None], top.shape)
+        keep = (query >= 0) & (top_sims >= min_similarity)
+        parts_q.append(query[keep])
+        parts_n.append(nbr[keep])
+        parts_s.append(top_sims[keep].astype(np.float32))
     return xp.concatenate(parts_q), xp.concatenate(parts_n), xp.concatenate(parts_s)
 
 

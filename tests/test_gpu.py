@@ -107,6 +107,23 @@ def test_gemm_topk_on_cupy_matches_numpy():
 
 
 @needs_cupy
+def test_cell_topk_on_cupy_finds_the_copies_at_scale():
+    import cupy
+
+    from gpucdp.gpu import cell_topk
+
+    rng = np.random.default_rng(4)
+    centres, copies = 400_000, 5
+    x = np.repeat(rng.normal(size=(centres, 32)), copies, axis=0) + 0.3 * rng.normal(size=(centres * copies, 32))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    query, nbr, _ = cell_topk(cupy.asarray(x), 5, xp=cupy, min_similarity=0.5)
+    query, nbr = query.get(), nbr.get()
+    same = (query // copies) == (nbr // copies)
+    pairs = np.unique(np.minimum(query, nbr)[same] * len(x) + np.maximum(query, nbr)[same])
+    assert pairs.size / (centres * copies * (copies - 1) // 2) > 0.9
+
+
+@needs_cupy
 def test_numba_cuda_components_match_scipy():
     import cupy
 
