@@ -96,7 +96,7 @@ def _spherical_kmeans(x: Any, n_clusters: int, *, xp: Any, iterations: int, seed
     rng = np.random.default_rng(seed)
     centroids = x[xp.asarray(np.sort(rng.choice(x.shape[0], size=n_clusters, replace=False)))]
     for _ in range(iterations):
-        assign = xp.argmax(x @ centroids.T, axis=1)
+        assign = _nearest_cells(x, centroids, 1, xp)[:, 0]
         order = xp.argsort(assign)
         # per-cluster sums from one cumulative sum over the rows sorted by cluster (no scatter-add needed)
         sums = xp.concatenate([xp.zeros((1, x.shape[1])), xp.cumsum(x[order].astype(np.float64), axis=0)])
@@ -107,11 +107,15 @@ def _spherical_kmeans(x: Any, n_clusters: int, *, xp: Any, iterations: int, seed
     return centroids
 
 
-def _top_columns(sims: Any, a: int, xp: Any) -> Any:
-    """Indices int[rows, a] of the ``a`` largest entries of each row (in no particular order)."""
-    if a == 1:
-        return xp.argmax(sims, axis=1)[:, None]
-    return xp.argpartition(-sims, a - 1, axis=1)[:, :a]
+def _nearest_cells(x: Any, centroids: Any, a: int, xp: Any) -> Any:
+    """Indices int[rows, a] of each row's ``a`` nearest centroids (in no particular order), in batches of rows
+    that keep the similarity matrix under 2**26 floats."""
+    step = max(1, (1 << 26) // int(centroids.shape[0]))
+    parts = []
+    for lo in range(0, int(x.shape[0]), step):
+        sims = x[lo:lo + step] @ centroids.T
+        parts.append(xp.argmax(sims, axis=1)[:, None] if a == 1 else xp.argpartition(-sims, a - 1, axis=1)[:, :a])
+    return xp.concatenate(parts)
 
 
 def cell_topk(vectors: Any, k: int, *, xp: Any, min_similarity: float, cell_size: int = 512, assign: int = 2,
@@ -155,7 +159,7 @@ def cell_topk(vectors: Any, k: int, *, xp: Any, min_similarity: float, cell_size
     sample = vectors[xp.asarray(np.sort(rng.choice(n, size=min(n, 64 * n_cells), replace=False)))]
     centroids = _spherical_kmeans(sample, n_cells, xp=xp, iterations=8, seed=seed + 1)
     a = min(int(assign), n_cells)
-    cells = xp.concatenate([_top_columns(vectors[lo:lo + 65536] @ centroids.T, a, xp) for lo in range(0, n, 65536)])
+    cells = _nearest_cells(vectors, centroids, a, xp)
     slots = xp.argsort(cells.ravel())  # each row appears once per cell it joins, the slots sorted by cell
     order = slots // a
     n_slots = int(order.shape[0])
