@@ -149,7 +149,7 @@ PART_TEXT = {
     "faiss-cpu": "FAISS on the CPU",
     "faiss-gpu": "FAISS GPU (exact, IVF-Flat past 5M distinct vectors)",
     "cupy-gemm": "CuPy GEMM top-k, exact up to 5M distinct vectors, in k-means cells above",
-    "numpy-gemm": "numpy GEMM top-k, exact (FAISS not installed)",
+    "numpy-gemm": "numpy GEMM top-k, exact up to 20k distinct vectors, in k-means cells above",
     "scipy": "SciPy connected_components on the host",
     "cugraph": "cuGraph weakly connected components on the GPU",
     "numba-cuda-components": "Numba CUDA hooking + pointer jumping on the GPU",
@@ -177,7 +177,7 @@ def plan_backend(name: str, info: dict[str, Any]) -> Plan:
     if name == "cpu" or missing:
         reason = ("asked for the CPU backend" if name == "cpu"
                   else f"auto: CPU, because the GPU stack lacks {', '.join(missing)}")
-        knn = ("faiss-cpu", "") if libraries.get("faiss") else ("numpy-gemm", "")
+        knn = ("faiss-cpu", "") if libraries.get("faiss") else ("numpy-gemm", "faiss not installed")
         parts = {"frames": ("pandas", ""), "arrays": ("numpy", ""), "kernels": ("numba-cpu", ""), "kNN": knn,
                  "components": ("scipy", "")}
         return Plan("cpu", reason, parts, missing)

@@ -546,7 +546,7 @@ def knn_pairs(
         An array module (``cupy`` on a GPU without FAISS-GPU, ``numpy`` in tests) that searches in place of FAISS:
         ``flat`` by exact batched matrix products (:func:`gpucdp.gpu.gemm_topk`), ``ivf`` and ``cells`` by
         windows of k-means cells (:func:`gpucdp.gpu.cell_topk`); ``auto`` is exact up to :data:`GPU_EXACT_MAX`
-        distinct vectors, as with ``use_gpu``.
+        distinct vectors on a GPU, as with ``use_gpu`` (up to :data:`EXACT_MAX` with numpy).
 
     Returns
     -------
@@ -594,7 +594,7 @@ def knn_pairs(
         parts_s.append(np.einsum("ij,ij->i", emb[wl], emb[wr]))
 
     if n_distinct >= 2:
-        kind = index if index != "auto" else _auto_index(n_distinct, use_gpu or xp is not None)
+        kind = index if index != "auto" else _auto_index(n_distinct, use_gpu or (xp is not None and xp is not np))
         if xp is not None and not use_gpu and kind != "hnsw":
             from gpucdp.gpu import cell_topk, gemm_topk
 

@@ -171,7 +171,7 @@ def cell_topk(vectors: Any, k: int, *, xp: Any, min_similarity: float, cell_size
     for first in range(0, n_blocks, batch_cells):
         last = min(first + batch_cells, n_blocks)
         rows = padded[(first + 1) * cell_size:(last + 1) * cell_size].reshape(last - first, cell_size)
-        windows = xp.stack([padded[(b) * cell_size:(b + 3) * cell_size] for b in range(first, last)])
+        windows = padded[xp.arange(first, last)[:, None] * cell_size + xp.arange(3 * cell_size)[None, :]]
         q = vectors[xp.maximum(rows, 0)]
         c = vectors[xp.maximum(windows, 0)]
         sims = xp.matmul(q, c.transpose(0, 2, 1))

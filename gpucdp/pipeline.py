@@ -223,7 +223,7 @@ def resolve(
         with report.stage("knn") as st, device.stage("knn"):
             kl, kr, _ = block_stage.knn_pairs(
                 emb, k=knn.k, min_similarity=knn.min_similarity, faiss=be.faiss, use_gpu=be.faiss_gpu,
-                index=knn.index, nprobe=knn.nprobe, xp=be.xp if be.knn == "cupy-gemm" else None,
+                index=knn.index, nprobe=knn.nprobe, xp=be.xp if be.knn in ("cupy-gemm", "numpy-gemm") else None,
             )
             del emb
             left_parts.append(kl)

@@ -360,3 +360,21 @@ def test_rows_per_chunk_is_bounded():
     assert rows_per_chunk(8 << 30, 32) == (8 << 30) // 4 // 32
     assert rows_per_chunk(0, 32) == 1024
     assert rows_per_chunk(1 << 50, 1) == 1 << 26
+
+
+def test_pipeline_without_faiss_uses_the_xp_search_and_finds_the_same_pairs(monkeypatch):
+    from gpucdp import synth
+    from gpucdp.pipeline import resolve
+
+    records, _ = synth.generate_frame(3000, seed=8)
+    settings = {"blocking": {"knn": {"enabled": True}}}
+    with_faiss = resolve(records, settings=settings, backend="cpu")
+    info = backend_module.probe()
+    info["libraries"]["faiss"] = None
+    monkeypatch.setattr(backend_module, "probe", lambda: info)
+    without = backend_module.get_backend("cpu")
+    assert without.faiss is None and without.knn == "numpy-gemm"
+    result = resolve(records, settings=settings, backend=without)
+    assert result.manifest["backend"]["plan"]["kNN"] == "numpy-gemm"
+    assert result.manifest["blocking"]["knn_pairs"] == with_faiss.manifest["blocking"]["knn_pairs"] > 0
+    assert (result.membership["profile_id"] == with_faiss.membership["profile_id"]).all()
