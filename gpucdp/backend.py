@@ -147,7 +147,7 @@ PART_TEXT = {
     "numba-cpu": "Numba on the CPU",
     "numba-cuda": "Numba CUDA on the GPU",
     "faiss-cpu": "FAISS on the CPU",
-    "faiss-gpu": "FAISS GPU (exact, IVF-Flat past 5M distinct vectors)",
+    "faiss-gpu": "FAISS GPU: exact up to 5M distinct vectors, CAGRA above (IVF-Flat where FAISS lacks CAGRA)",
     "cupy-gemm": "CuPy GEMM top-k, exact up to 5M distinct vectors, in k-means cells above",
     "numpy-gemm": "numpy GEMM top-k, exact up to 20k distinct vectors, in k-means cells above",
     "scipy": "SciPy connected_components on the host",

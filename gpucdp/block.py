@@ -298,8 +298,16 @@ def _distinct_rows(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 def _build_index(vectors: np.ndarray, *, kind: str, faiss: Any, use_gpu: bool, nlist: int | None,
                  nprobe: int | None, k: int) -> Any:
-    """A FAISS inner-product index over ``vectors``, built on the CPU and cloned to the GPUs if asked."""
+    """A FAISS inner-product index over ``vectors``, built on the CPU and cloned to the GPUs if asked (CAGRA is
+    built on the GPU directly, over squared L2 distances: see :func:`knn_pairs`)."""
     n, dim = vectors.shape
+    if kind == "cagra":  # pragma: no cover - needs a GPU build of FAISS with cuVS
+        config = faiss.GpuIndexCagraConfig()
+        config.graph_degree = max(32, 2 * k)
+        config.intermediate_graph_degree = 2 * config.graph_degree
+        index = faiss.GpuIndexCagra(faiss.StandardGpuResources(), dim, faiss.METRIC_L2, config)
+        index.train(vectors)
+        return index
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
         index.add(vectors)
@@ -526,8 +534,9 @@ def knn_pairs(
         ``flat`` is exact; ``ivf`` is ``IndexIVFFlat`` with a coarse quantizer trained on a sample of the data;
         ``hnsw`` is ``IndexHNSWFlat`` (M = 32, CPU only); ``cells`` is exact top-k inside balanced two-level
         k-means cells of about :data:`CELL_SIZE` vectors (CPU, BLAS; see :func:`_cell_join`). ``auto``:
-        ``flat`` up to :data:`EXACT_MAX` distinct vectors (:data:`GPU_EXACT_MAX` with ``use_gpu``), then ``ivf``,
-        and on the CPU past :data:`IVF_MAX` distinct vectors ``cells``.
+        ``flat`` up to :data:`EXACT_MAX` distinct vectors (:data:`GPU_EXACT_MAX` with ``use_gpu``), then ``ivf``
+        (on a GPU, FAISS's CAGRA graph index when the installed FAISS has ``GpuIndexCagra``), and on the CPU past
+        :data:`IVF_MAX` distinct vectors ``cells``.
     nlist : int, optional
         IVF lists, default ``sqrt(n_distinct)`` (at most ``n_distinct / 39``); for ``cells``, the number of
         cells, default ``n_distinct / CELL_SIZE``.
@@ -607,12 +616,16 @@ def knn_pairs(
                                     n_cells=nlist, assign=nprobe or 1)
             _append_expanded(parts_l, parts_r, parts_s, members, starts, sizes, gu, gv, gs, max_group)
         else:
+            if kind == "ivf" and index == "auto" and use_gpu and hasattr(faiss, "GpuIndexCagra"):
+                kind = "cagra"  # a GPU graph index: FAISS builds with cuVS have it
             built = _build_index(vectors, kind=kind, faiss=faiss, use_gpu=use_gpu, nlist=nlist, nprobe=nprobe,
                                  k=k)
             kk = min(k + 1, n_distinct)
             for lo in range(0, n_distinct, batch):
                 hi = min(lo + batch, n_distinct)
                 sims, nbrs = built.search(vectors[lo:hi], kk)
+                if kind == "cagra":  # squared L2 between unit vectors → inner product
+                    sims = 1.0 - sims / 2.0
                 query = np.repeat(np.arange(lo, hi, dtype=np.int64), kk)
                 nbrs = nbrs.ravel().astype(np.int64, copy=False)
                 sims = sims.ravel()

@@ -163,6 +163,22 @@ def test_faiss_gpu_knn_matches_cpu():
     assert len(cpu_pairs ^ gpu_pairs) <= 0.001 * len(cpu_pairs)
 
 
+@needs_faiss_gpu
+def test_faiss_gpu_graph_index_past_the_exact_limit_finds_the_copies(monkeypatch):
+    import faiss
+
+    from gpucdp import block
+
+    rng = np.random.default_rng(5)
+    x = np.repeat(rng.normal(size=(20_000, 32)), 5, axis=0) + 0.3 * rng.normal(size=(100_000, 32))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    monkeypatch.setattr(block, "GPU_EXACT_MAX", 50_000)  # CAGRA (or IVF-Flat) instead of exact
+    left, right, sim = block.knn_pairs(x, k=5, min_similarity=0.5, faiss=faiss, use_gpu=True)
+    np.testing.assert_allclose(sim, np.einsum("ij,ij->i", x[left], x[right]), atol=1e-3)
+    same = (left // 5) == (right // 5)
+    assert same.sum() / (20_000 * 10) > 0.9
+
+
 @needs_cupy
 def test_device_memory_peaks_from_the_cupy_pool():
     import cupy
