@@ -1,8 +1,8 @@
 """Array-module-generic pieces of the GPU path: exact kNN by matrix products, device memory accounting.
 
-Everything here takes the array module ``xp`` (numpy or cupy, from :class:`gpucdp.backend.Backend`) and imports
-no GPU library itself, so the same function runs on numpy in CI and on CuPy on a GPU. The stages use these where
-the full RAPIDS stack is missing a piece: :func:`gemm_topk` stands in for FAISS-GPU, and
+Everything here takes the array module ``xp`` (numpy or cupy, from :class:`gpucdp.backend.Backend`) and
+imports no GPU library itself, so the same function runs on numpy in CI and on CuPy on a GPU. The stages use
+these where the full RAPIDS stack is missing a piece: :func:`gemm_topk` stands in for FAISS-GPU, and
 :func:`gpucdp.kernels.components.components_cuda` (wired in by the backend) for cuGraph.
 """
 
@@ -31,7 +31,8 @@ CHUNK_FRACTION = 0.25
 
 
 def rows_per_chunk(free_bytes: int, bytes_per_row: int, *, low: int = 1024, high: int = 1 << 26) -> int:
-    """How many rows of ``bytes_per_row`` fit in :data:`CHUNK_FRACTION` of ``free_bytes``, within [low, high]."""
+    """How many rows of ``bytes_per_row`` fit in :data:`CHUNK_FRACTION` of ``free_bytes``, within
+    [low, high]."""
     rows = int(free_bytes * CHUNK_FRACTION) // max(1, int(bytes_per_row))
     return max(low, min(high, rows))
 
@@ -56,15 +57,16 @@ def gemm_topk(vectors: Any, k: int, *, xp: Any, min_similarity: float,
     Returns
     -------
     query, neighbour : int64[m]
-        ``xp`` arrays: row pairs, each query's neighbours in no particular order (a pair may come from both ends).
+        ``xp`` arrays: row pairs, each query's neighbours in no particular order (a pair may come from both
+        ends).
     similarity : float32[m]
 
     Notes
     -----
-    ``argpartition`` picks the ``k + 1`` largest per row (the row itself among them, since the rows are distinct
-    unit vectors); the row itself is then dropped by index, so a tie with an identical-score neighbour cannot
-    hide it. The cost is ``n² · dim`` multiply-adds: cheap on a GPU up to a few million rows, which is where the
-    backend uses it (:data:`gpucdp.block.GPU_EXACT_MAX`).
+    ``argpartition`` picks the ``k + 1`` largest per row (the row itself among them, since the rows are
+    distinct unit vectors); the row itself is then dropped by index, so a tie with an identical-score
+    neighbour cannot hide it. The cost is ``n² · dim`` multiply-adds: cheap on a GPU up to a few million rows,
+    which is where the backend uses it (:data:`gpucdp.block.GPU_EXACT_MAX`).
     """
     n = int(vectors.shape[0])
     kk = min(int(k) + 1, n)
@@ -114,7 +116,8 @@ def _nearest_cells(x: Any, centroids: Any, a: int, xp: Any) -> Any:
     parts = []
     for lo in range(0, int(x.shape[0]), step):
         sims = x[lo:lo + step] @ centroids.T
-        parts.append(xp.argmax(sims, axis=1)[:, None] if a == 1 else xp.argpartition(-sims, a - 1, axis=1)[:, :a])
+        top = xp.argmax(sims, axis=1)[:, None] if a == 1 else xp.argpartition(-sims, a - 1, axis=1)[:, :a]
+        parts.append(top)
     return xp.concatenate(parts)
 
 
@@ -135,7 +138,8 @@ def cell_topk(vectors: Any, k: int, *, xp: Any, min_similarity: float, cell_size
     assign : int
         Cells each row joins (its nearest centroids): a row near a cell boundary meets both sides.
     batch_cells : int
-        Windows per batched matrix product (bounds memory: ``batch_cells * cell_size * 3 * cell_size`` floats).
+        Windows per batched matrix product (bounds memory: ``batch_cells * cell_size * 3 * cell_size``
+        floats).
 
     Returns
     -------
@@ -144,14 +148,15 @@ def cell_topk(vectors: Any, k: int, *, xp: Any, min_similarity: float, cell_size
 
     Notes
     -----
-    The rows are sorted by their ``assign`` nearest of ``n * assign / cell_size`` spherical k-means centroids (trained on
-    a sample; a row is placed once per centroid), cut into blocks of ``cell_size`` rows, and each block searched exactly against itself and its two
-    neighbouring blocks: one ``[batch, B, d] x [batch, d, 3B]`` batched GEMM, then ``argpartition``. A row meets
-    its cell's other rows (a cell of about ``B`` rows lies within the three blocks around it) and spills into
-    the cells sorted next to it. Fixed shapes make it one kernel launch per batch on a GPU, where FAISS's IVF is
-    not installed; it plays the part of the CPU path's ``index="cells"``.
+    The rows are sorted by their ``assign`` nearest of ``n * assign / cell_size`` spherical k-means centroids
+    (trained on a sample; a row is placed once per centroid), cut into blocks of ``cell_size`` rows, and each
+    block searched exactly against itself and its two neighbouring blocks: one ``[batch, B, d] x [batch, d,
+    3B]`` batched GEMM, then ``argpartition``. A row meets its cell's other rows (a cell of about ``B`` rows
+    lies within the three blocks around it) and spills into the cells sorted next to it. Fixed shapes make it
+    one kernel launch per batch on a GPU, where FAISS's IVF is not installed; it plays the part of the CPU
+    path's ``index="cells"``.
     """
-    n, dim = int(vectors.shape[0]), int(vectors.shape[1])
+    n = int(vectors.shape[0])
     if n <= 3 * cell_size:
         return gemm_topk(vectors, k, xp=xp, min_similarity=min_similarity)
     n_cells = max(2, n * int(assign) // cell_size)  # about cell_size slots per cell
@@ -190,8 +195,9 @@ def cell_topk(vectors: Any, k: int, *, xp: Any, min_similarity: float, cell_size
 
 def device_bytes_per_record(dim: int, string_bytes: int) -> int:
     """Device bytes one record holds at the peak of a GPU run: its embedding (float32) and the distinct-vector
-    copy kNN searches, its prepared strings (bytes and int64 offsets), its candidate pairs (left, right, pattern,
-    probability) at the ~10 pairs per record seen on synthetic data, and the labels of the components."""
+    copy kNN searches, its prepared strings (bytes and int64 offsets), its candidate pairs (left, right,
+    pattern, probability) at the ~10 pairs per record seen on synthetic data, and the labels of the
+    components."""
     embedding = 2 * 4 * dim
     pairs = 10 * (8 + 8 + 4 + 8)
     return embedding + string_bytes + pairs + 2 * 8
@@ -211,10 +217,10 @@ def check_device_fits(n_records: int, bytes_per_record: int, free_bytes: int, to
     gib = 1 << 30
     fit = max(0, free_bytes // max(1, bytes_per_record))
     raise BackendUnavailableError(
-        f"{n_records:,} records need about {need / gib:.1f} GiB of GPU memory and the GPU has {free_bytes / gib:.1f} "
-        f"of {total_bytes / gib:.1f} GiB free (about {fit:,} records fit): free GPU memory (other processes), lower "
-        "blocking.knn.dim or compare fewer columns, split the input into parts of at most that many records, or "
-        "run with --backend cpu"
+        f"{n_records:,} records need about {need / gib:.1f} GiB of GPU memory and the GPU has "
+        f"{free_bytes / gib:.1f} of {total_bytes / gib:.1f} GiB free (about {fit:,} records fit): free GPU "
+        "memory (other processes), lower blocking.knn.dim or compare fewer columns, split the input into "
+        "parts of at most that many records, or run with --backend cpu"
     )
 
 
@@ -226,10 +232,10 @@ class DeviceMemory:
 
     Notes
     -----
-    CuPy's pool keeps freed blocks for reuse instead of returning them to the driver, so the bytes it holds at the
-    end of a stage, after its free blocks were released at the start, are the stage's high-water mark (rounded up
-    to the pool's block sizes). Memory taken outside the pool (cuDF's RMM, Numba device arrays, FAISS) is not
-    counted; the GPU code allocates its arrays through ``xp`` so that it is.
+    CuPy's pool keeps freed blocks for reuse instead of returning them to the driver, so the bytes it holds at
+    the end of a stage, after its free blocks were released at the start, are the stage's high-water mark
+    (rounded up to the pool's block sizes). Memory taken outside the pool (cuDF's RMM, Numba device arrays,
+    FAISS) is not counted; the GPU code allocates its arrays through ``xp`` so that it is.
     """
 
     xp: Any

@@ -2,18 +2,20 @@
 
 The hooking step is written once, in :func:`build`, and compiled twice: with ``numba.njit`` for the CPU
 (:func:`components_cpu`, used by tests and as the reference of the CUDA twin) and with
-``numba.cuda.jit(device=True)`` for the GPU (:func:`components_cuda`, a thread per edge, then a thread per vertex).
+``numba.cuda.jit(device=True)`` for the GPU (:func:`components_cuda`, a thread per edge, then a thread per
+vertex).
 
 Notes
 -----
-Every vertex starts as its own root (``parent[v] = v``). Each round, every edge ``(u, v)`` finds the roots of its
-two ends and, when they differ, hooks the larger root under the smaller with an atomic minimum; then every vertex
-jumps to its root (pointer jumping). Rounds repeat until no edge hooks. Parents only ever decrease and always point
-inside the vertex's component, so the loop ends, never merges two components, and leaves every vertex pointing at
-its component's smallest vertex: the labels are deterministic whatever the order in which threads ran. A race
-where a root was hooked by another thread between ``find`` and the atomic minimum can drop that hook, but the
-edge that made it still sees two roots in the next round, so the round repeats (the classic Shiloach–Vishkin
-argument; Jaiganesh & Burtscher, "A high-performance connected components implementation for GPUs", HPDC 2018).
+Every vertex starts as its own root (``parent[v] = v``). Each round, every edge ``(u, v)`` finds the roots of
+its two ends and, when they differ, hooks the larger root under the smaller with an atomic minimum; then every
+vertex jumps to its root (pointer jumping). Rounds repeat until no edge hooks. Parents only ever decrease and
+always point inside the vertex's component, so the loop ends, never merges two components, and leaves every
+vertex pointing at its component's smallest vertex: the labels are deterministic whatever the order in which
+threads ran. A race where a root was hooked by another thread between ``find`` and the atomic minimum can drop
+that hook, but the edge that made it still sees two roots in the next round, so the round repeats (the classic
+Shiloach–Vishkin argument; Jaiganesh & Burtscher, "A high-performance connected components implementation for
+GPUs", HPDC 2018).
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ _THREADS = 256
 
 
 def build(jit, atomic_min):
-    """Compile ``find`` and the per-edge ``hook`` with ``jit``; ``atomic_min(array, index, value)`` returns the
-    old value (``numba.cuda.atomic.min`` on the GPU, a plain read-compare-write on the CPU)."""
+    """Compile ``find`` and the per-edge ``hook`` with ``jit``; ``atomic_min(array, index, value)`` returns
+    the old value (``numba.cuda.atomic.min`` on the GPU, a plain read-compare-write on the CPU)."""
 
     @jit
     def find(parent, v):
