@@ -1,10 +1,10 @@
 """GPU benchmark: the comparison kernel's throughput, then end to end at several sizes (bench/run.py's runs).
 
-1. Kernel: records generated and standardised once, ``--kernel-pairs`` random pairs compared on the target with
-   the columns already on the device (first call compiles and is not timed); reports field comparisons per second
-   (pairs × comparisons / s; the issue's target on one H200 is ≥ 2×10⁹).
-2. End to end: for each size, :func:`run.bench_size` (data generated once, not timed; resolved in a fresh process;
-   scored against the truth), with the backend's plan and its peak device memory.
+1. Kernel: records generated and standardised once, ``--kernel-pairs`` random pairs compared on the target
+   with the columns already on the device (first call compiles and is not timed); reports field comparisons
+   per second (pairs × comparisons / s; the issue's target on one H200 is ≥ 2×10⁹).
+2. End to end: for each size, :func:`run.bench_size` (data generated once, not timed; resolved in a fresh
+   process; scored against the truth), with the backend's plan and its peak device memory.
 
 The JSON is rewritten after every step, so a step cut short by ``timeout`` keeps what ran before it.
 
@@ -44,8 +44,8 @@ def kernel_throughput(*, records: int, pairs: int, target: str, seed: int) -> di
     rng = np.random.default_rng(seed)
     left = np.sort(rng.integers(0, records, pairs))  # sorted by left, as the pipeline's layout makes them
     right = rng.integers(0, records, pairs)
-    arrays = [left, right, columns.chars, columns.offsets, columns.nums, tables.level_method, tables.level_col,
-              tables.level_thr, tables.n_levels]
+    arrays = [left, right, columns.chars, columns.offsets, columns.nums, tables.level_method,
+              tables.level_col, tables.level_thr, tables.n_levels]
     sync = lambda: None  # noqa: E731
     if target == "cuda":
         from numba import cuda
@@ -67,14 +67,15 @@ def kernel_throughput(*, records: int, pairs: int, target: str, seed: int) -> di
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="*", default=[1_000_000, 10_000_000])
     parser.add_argument("--backend", default="gpu", choices=["auto", "cpu", "gpu"])
     parser.add_argument("--kernel-pairs", type=int, default=50_000_000, help="0 skips the kernel benchmark")
     parser.add_argument("--kernel-records", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--difficulty", type=float, default=0.5)
-    parser.add_argument("--workdir", help="keep generated data and outputs here (default: a temporary folder)")
+    parser.add_argument("--workdir", help="keep generated data and outputs here (default: a temporary dir)")
     parser.add_argument("--json", default="bench/results/gpu_bench.json")
     args = parser.parse_args(argv)
 
@@ -94,8 +95,9 @@ def main(argv=None) -> int:
         doc["kernel"] = kernel_throughput(records=args.kernel_records, pairs=args.kernel_pairs,
                                           target=backend.kernel_target, seed=args.seed)
         k = doc["kernel"]
-        console.print(f"compare kernel ({k['target']}): {k['pairs']:,} pairs × {k['comparisons']} comparisons in "
-                      f"{k['seconds']:.3f} s = {k['field_comparisons_per_second']:.3g} field comparisons/s")
+        console.print(f"compare kernel ({k['target']}): {k['pairs']:,} pairs × {k['comparisons']} "
+                      f"comparisons in {k['seconds']:.3f} s = "
+                      f"{k['field_comparisons_per_second']:.3g} field comparisons/s")
         write_json(args.json, doc)
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="gpucdp-gpu-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -109,9 +111,10 @@ def main(argv=None) -> int:
         write_json(args.json, doc)
         device = row.get("peak_device_bytes")
         table.add_row(
-            f"{n:,}", f"{row['seconds']:.1f}", f"{row['records_per_second']:,.0f}", f"{row['candidate_pairs']:,}",
+            f"{n:,}", f"{row['seconds']:.1f}", f"{row['records_per_second']:,.0f}",
+            f"{row['candidate_pairs']:,}",
             f"{row['peak_rss_bytes'] / 2**30:.2f}", "-" if device is None else f"{device / 2**30:.2f}",
-            f"{row['pairwise']['precision']:.4f}", f"{row['pairwise']['recall']:.4f}", f"{row['pairwise']['f1']:.4f}",
+            *[f"{row['pairwise'][m]:.4f}" for m in ("precision", "recall", "f1")],
         )
         console.print(f"{n:,} records: " + ", ".join(f"{s} {t:.2f} s" for s, t in row["stages"].items()))
     if args.sizes:

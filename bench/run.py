@@ -30,7 +30,8 @@ result = resolve(args["inputs"], out=args["out"], backend=args["backend"], setti
 print(json.dumps({"seconds": time.perf_counter() - start, "stages": result.manifest["stages"],
                   "blocking": result.manifest["blocking"]["candidate_pairs"],
                   "cluster": result.manifest["cluster"], "backend": result.manifest["backend"],
-                  "peak_rss_bytes": peak_rss_bytes(), "device_memory": result.manifest.get("device_memory", {})}))
+                  "peak_rss_bytes": peak_rss_bytes(),
+                  "device_memory": result.manifest.get("device_memory", {})}))
 """
 
 

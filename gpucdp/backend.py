@@ -4,13 +4,13 @@ Everything above it is written once against the objects a :class:`Backend` expos
 (numpy or cupy), the frame module ``xdf`` (pandas or cudf), the ``faiss`` module (and whether it can put an
 index on the GPU), connected components (SciPy or cuGraph) and the Numba target for kernels ("cpu" or "cuda").
 
-``auto`` picks the GPU when CuPy and Numba CUDA import and a device is visible, and says why it picked what it
-picked; an explicit ``gpu`` that cannot be served raises :class:`BackendUnavailableError` naming what is missing
-and how to install it. The rest of the RAPIDS stack is optional: without cuDF the frames stay in pandas on the
-host, without FAISS-GPU kNN is an exact CuPy GEMM + top-k (:func:`gpucdp.gpu.gemm_topk`), without cuGraph
-connected components run as a Numba CUDA kernel (:mod:`gpucdp.kernels.components`). :func:`plan_backend`
-decides, from :func:`probe`'s report alone, which part runs where and why; ``gpucdp info`` prints it and every
-run's manifest records it.
+``auto`` picks the GPU when CuPy and Numba CUDA import and a device is visible, and says why it picked what
+it picked; an explicit ``gpu`` that cannot be served raises :class:`BackendUnavailableError` naming what is
+missing and how to install it. The rest of the RAPIDS stack is optional: without cuDF the frames stay in
+pandas on the host, without FAISS-GPU kNN is a CuPy GEMM + top-k (:func:`gpucdp.gpu.gemm_topk`,
+:func:`gpucdp.gpu.cell_topk`), without cuGraph connected components run as a Numba CUDA kernel
+(:mod:`gpucdp.kernels.components`). :func:`plan_backend` decides, from :func:`probe`'s report alone, which
+part runs where and why; ``gpucdp info`` prints it and every run's manifest records it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ import numpy as np
 
 from gpucdp.errors import BackendUnavailableError, SettingsError
 
-__all__ = ["Backend", "Plan", "get_backend", "plan_backend", "probe", "string_buffers", "to_host", "BACKEND_CHOICES"]
+__all__ = [
+    "Backend", "Plan", "get_backend", "plan_backend", "probe", "string_buffers", "to_host", "BACKEND_CHOICES",
+]
 
 BACKEND_CHOICES = ("auto", "cpu", "gpu")
 GPU_INSTALL_HINT = (
@@ -107,7 +109,8 @@ def _numba_components(n: int, left: Any, right: Any) -> Any:  # pragma: no cover
 
     from gpucdp.kernels.components import components_cuda
 
-    return components_cuda(n, cupy.asarray(left, dtype=cupy.int64), cupy.asarray(right, dtype=cupy.int64), cupy)
+    left, right = cupy.asarray(left, dtype=cupy.int64), cupy.asarray(right, dtype=cupy.int64)
+    return components_cuda(n, left, right, cupy)
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,8 @@ class Plan:
 
     def lines(self) -> list[str]:
         """One line per part, e.g. ``kNN: CuPy GEMM top-k (faiss-gpu not installed)``."""
-        return [f"{part}: {PART_TEXT[impl]}" + (f" ({why})" if why else "") for part, (impl, why) in self.parts.items()]
+        return [f"{part}: {PART_TEXT[impl]}" + (f" ({why})" if why else "")
+                for part, (impl, why) in self.parts.items()]
 
     def describe(self) -> dict[str, str]:
         return {part: impl for part, (impl, _) in self.parts.items()}
@@ -188,7 +192,8 @@ def plan_backend(name: str, info: dict[str, Any]) -> Plan:
         "kernels": ("numba-cuda", ""),
         "kNN": ("faiss-gpu", "") if info["faiss_gpu"] else (
             "cupy-gemm", "faiss-gpu not installed" if libraries.get("faiss") else "faiss not installed"),
-        "components": ("cugraph", "") if have["cugraph"] else ("numba-cuda-components", "cuGraph not installed"),
+        "components": ("cugraph", "") if have["cugraph"] else (
+            "numba-cuda-components", "cuGraph not installed"),
     }
     absent = [lib for lib, ok in (("cudf", have["cudf"]), ("cugraph", have["cugraph"]),
                                   ("faiss-gpu", bool(info["faiss_gpu"]))) if not ok]
@@ -334,7 +339,8 @@ def _gpu_backend(plan: Plan, info: dict[str, Any]) -> Backend:  # pragma: no cov
         kernel_target="cuda",
         reason=plan.reason,
         libraries=libraries,
-        components_impl=_cugraph_components if plan.parts["components"][0] == "cugraph" else _numba_components,
+        components_impl=(_cugraph_components if plan.parts["components"][0] == "cugraph"
+                         else _numba_components),
         plan=plan,
     )
 

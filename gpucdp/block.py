@@ -298,8 +298,8 @@ def _distinct_rows(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 def _build_index(vectors: np.ndarray, *, kind: str, faiss: Any, use_gpu: bool, nlist: int | None,
                  nprobe: int | None, k: int) -> Any:
-    """A FAISS inner-product index over ``vectors``, built on the CPU and cloned to the GPUs if asked (CAGRA is
-    built on the GPU directly, over squared L2 distances: see :func:`knn_pairs`)."""
+    """A FAISS inner-product index over ``vectors``, built on the CPU and cloned to the GPUs if asked (CAGRA
+    is built on the GPU directly, over squared L2 distances: see :func:`knn_pairs`)."""
     n, dim = vectors.shape
     if kind == "cagra":  # pragma: no cover - needs a GPU build of FAISS with cuVS
         config = faiss.GpuIndexCagraConfig()
@@ -534,9 +534,9 @@ def knn_pairs(
         ``flat`` is exact; ``ivf`` is ``IndexIVFFlat`` with a coarse quantizer trained on a sample of the data;
         ``hnsw`` is ``IndexHNSWFlat`` (M = 32, CPU only); ``cells`` is exact top-k inside balanced two-level
         k-means cells of about :data:`CELL_SIZE` vectors (CPU, BLAS; see :func:`_cell_join`). ``auto``:
-        ``flat`` up to :data:`EXACT_MAX` distinct vectors (:data:`GPU_EXACT_MAX` with ``use_gpu``), then ``ivf``
-        (on a GPU, FAISS's CAGRA graph index when the installed FAISS has ``GpuIndexCagra``), and on the CPU past
-        :data:`IVF_MAX` distinct vectors ``cells``.
+        ``flat`` up to :data:`EXACT_MAX` distinct vectors (:data:`GPU_EXACT_MAX` with ``use_gpu``), then
+        ``ivf`` (on a GPU, FAISS's CAGRA graph index when the installed FAISS has ``GpuIndexCagra``), and on
+        the CPU past :data:`IVF_MAX` distinct vectors ``cells``.
     nlist : int, optional
         IVF lists, default ``sqrt(n_distinct)`` (at most ``n_distinct / 39``); for ``cells``, the number of
         cells, default ``n_distinct / CELL_SIZE``.
@@ -552,10 +552,11 @@ def knn_pairs(
         neighbour pair of vectors expands to at most ``max_group`` records on each side, so one popular vector
         cannot explode the pair count.
     xp : module, optional
-        An array module (``cupy`` on a GPU without FAISS-GPU, ``numpy`` in tests) that searches in place of FAISS:
-        ``flat`` by exact batched matrix products (:func:`gpucdp.gpu.gemm_topk`), ``ivf`` and ``cells`` by
-        windows of k-means cells (:func:`gpucdp.gpu.cell_topk`); ``auto`` is exact up to :data:`GPU_EXACT_MAX`
-        distinct vectors on a GPU, as with ``use_gpu`` (up to :data:`EXACT_MAX` with numpy).
+        An array module (``cupy`` on a GPU without FAISS-GPU, ``numpy`` in tests) that searches in place of
+        FAISS: ``flat`` by exact batched matrix products (:func:`gpucdp.gpu.gemm_topk`), ``ivf`` and ``cells``
+        by windows of k-means cells (:func:`gpucdp.gpu.cell_topk`); ``auto`` is exact up to
+        :data:`GPU_EXACT_MAX` distinct vectors on a GPU, as with ``use_gpu`` (up to :data:`EXACT_MAX` with
+        numpy).
 
     Returns
     -------
@@ -603,7 +604,8 @@ def knn_pairs(
         parts_s.append(np.einsum("ij,ij->i", emb[wl], emb[wr]))
 
     if n_distinct >= 2:
-        kind = index if index != "auto" else _auto_index(n_distinct, use_gpu or (xp is not None and xp is not np))
+        on_device = use_gpu or (xp is not None and xp is not np)
+        kind = index if index != "auto" else _auto_index(n_distinct, on_device)
         if xp is not None and not use_gpu and kind != "hnsw":
             from gpucdp.gpu import cell_topk, gemm_topk
 

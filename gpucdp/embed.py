@@ -62,8 +62,8 @@ def pack_strings(columns: Sequence[Any], *, xp: Any = np) -> tuple[Any, Any]:
         Nulls (None, NaN, pd.NA) become zero-length strings, which the kernels read as missing.
     xp : module, default numpy
         Where the packed arrays live. With ``cupy`` and cuDF columns the column's own device buffers
-        (:func:`gpucdp.backend.string_buffers`) are packed on the device, without a host copy; other columns are
-        packed on the host and copied over once.
+        (:func:`gpucdp.backend.string_buffers`) are packed on the device, without a host copy; other columns
+        are packed on the host and copied over once.
 
     Returns
     -------
@@ -92,7 +92,7 @@ def pack_strings(columns: Sequence[Any], *, xp: Any = np) -> tuple[Any, Any]:
             return _concat_buffers(device, xp)
         chars, offsets = pack_strings(columns)
         return xp.asarray(chars), xp.asarray(offsets)
-    return _concat_buffers([_arrow_buffers(_to_large_string(column, f)) for f, column in enumerate(columns)], np)
+    return _concat_buffers([_arrow_buffers(_to_large_string(c, f)) for f, c in enumerate(columns)], np)
 
 
 def _arrow_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +107,7 @@ def _arrow_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _concat_buffers(buffers: Sequence[tuple[Any, Any]], xp: Any) -> tuple[Any, Any]:
-    """One chars buffer and an int64[F, n + 1] offsets table from per-column (chars, offsets) ``xp`` arrays."""
+    """One chars buffer and an int64[F, n + 1] offsets table from each column's (chars, offsets)."""
     lengths = [int(offsets.shape[0]) - 1 for _, offsets in buffers]
     n = lengths[0]
     if any(length != n for length in lengths):
@@ -150,8 +150,8 @@ def embed_records(
     target : {"cpu", "cuda"}
         Where the kernel runs. ``"cuda"`` needs numba-cuda and a GPU (or the CUDA simulator).
     xp : module, default numpy
-        The array module of the result: with ``cupy`` (and ``target="cuda"``) the strings are packed on the device
-        (cuDF columns from their own buffers) and the embeddings stay there.
+        The array module of the result: with ``cupy`` (and ``target="cuda"``) the strings are packed on the
+        device (cuDF columns from their own buffers) and the embeddings stay there.
 
     Returns
     -------

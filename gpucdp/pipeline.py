@@ -177,11 +177,13 @@ def resolve(
         if device.on_device:  # fail before any work when the records cannot fit on the GPU
             # prepared columns (derived keys included) take about twice the input's bytes
             string_bytes = 2 * table.nbytes // max(n, 1)
-            check_device_fits(n, device_bytes_per_record(resolved.blocking.knn.dim, string_bytes), *device.info())
+            per_record = device_bytes_per_record(resolved.blocking.knn.dim, string_bytes)
+            check_device_fits(n, per_record, *device.info())
     del table
 
     # ---- standardize
-    with report.stage("standardize", total=len(resolved.fields), unit="fields") as st, device.stage("standardize"):
+    with (report.stage("standardize", total=len(resolved.fields), unit="fields") as st,
+          device.stage("standardize")):
         on_cudf = be.xdf.__name__ == "cudf"
         xframe = be.xdf.from_pandas(frame) if on_cudf else frame
         prepared, std_stats = standardize(
@@ -223,7 +225,8 @@ def resolve(
         with report.stage("knn") as st, device.stage("knn"):
             kl, kr, _ = block_stage.knn_pairs(
                 emb, k=knn.k, min_similarity=knn.min_similarity, faiss=be.faiss, use_gpu=be.faiss_gpu,
-                index=knn.index, nprobe=knn.nprobe, xp=be.xp if be.knn in ("cupy-gemm", "numpy-gemm") else None,
+                index=knn.index, nprobe=knn.nprobe,
+                xp=be.xp if be.knn in ("cupy-gemm", "numpy-gemm") else None,
             )
             del emb
             left_parts.append(kl)

@@ -1,4 +1,5 @@
-"""The GPU path on a real GPU: cuDF buffers, CuPy fallbacks, Numba CUDA kernels, cuGraph, FAISS-GPU, end to end.
+"""The GPU path on a real GPU: cuDF buffers, CuPy fallbacks, Numba CUDA kernels, cuGraph, FAISS-GPU, end to
+end.
 
 Every test is marked ``gpu`` and skips (per test, so a CPU run still collects them) when the piece it needs is
 missing: CuPy + a device for the fallbacks, cuDF, cuGraph or a GPU build of FAISS for theirs. Each compares
@@ -18,8 +19,10 @@ LIBS = INFO["libraries"]
 HAS_DEVICE = INFO["cuda_device"] is not None
 needs_cupy = pytest.mark.skipif(not (HAS_DEVICE and LIBS["cupy"]), reason="needs CuPy and a CUDA GPU")
 needs_cudf = pytest.mark.skipif(not (HAS_DEVICE and LIBS["cudf"]), reason="needs cuDF and a CUDA GPU")
-needs_cugraph = pytest.mark.skipif(not (HAS_DEVICE and LIBS["cugraph"]), reason="needs cuGraph and a CUDA GPU")
-needs_faiss_gpu = pytest.mark.skipif(not INFO["faiss_gpu"], reason="needs a GPU build of FAISS and a CUDA GPU")
+needs_cugraph = pytest.mark.skipif(not (HAS_DEVICE and LIBS["cugraph"]),
+                                   reason="needs cuGraph and a CUDA GPU")
+needs_faiss_gpu = pytest.mark.skipif(not INFO["faiss_gpu"],
+                                     reason="needs a GPU build of FAISS and a CUDA GPU")
 
 pytestmark = pytest.mark.gpu
 
@@ -114,7 +117,8 @@ def test_cell_topk_on_cupy_finds_the_copies_at_scale():
 
     rng = np.random.default_rng(4)
     centres, copies = 400_000, 5
-    x = np.repeat(rng.normal(size=(centres, 32)), copies, axis=0) + 0.3 * rng.normal(size=(centres * copies, 32))
+    x = np.repeat(rng.normal(size=(centres, 32)), copies, axis=0)
+    x += 0.3 * rng.normal(size=(centres * copies, 32))
     x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
     query, nbr, _ = cell_topk(cupy.asarray(x), 5, xp=cupy, min_similarity=0.5)
     query, nbr = query.get(), nbr.get()

@@ -1,4 +1,4 @@
-"""The GPU path's fallbacks, checked where CI runs: on numpy, under the CUDA simulator, and with made-up probes.
+"""The GPU path's fallbacks, checked where CI runs: on numpy, under the CUDA simulator, with made-up probes.
 
 - :func:`gpucdp.gpu.gemm_topk` (kNN without FAISS-GPU) against FAISS's exact search and a numpy brute force;
 - the hooking + pointer-jumping components (without cuGraph) against SciPy, on the CPU twin and, under the
@@ -93,7 +93,8 @@ def test_knn_pairs_with_xp_equals_faiss_flat():
 
 def _clustered_rows(centers: int, copies: int, dim: int, noise: float, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    x = np.repeat(rng.normal(size=(centers, dim)), copies, axis=0) + noise * rng.normal(size=(centers * copies, dim))
+    x = np.repeat(rng.normal(size=(centers, dim)), copies, axis=0)
+    x += noise * rng.normal(size=(centers * copies, dim))
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
@@ -210,7 +211,8 @@ def _in_simulator(function: str) -> None:
         globals()[function]()
         return
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    code = f"import sys; sys.path.insert(0, {str(TESTS_DIR)!r}); import test_gpu_fallbacks as t; t.{function}()"
+    code = (f"import sys; sys.path.insert(0, {str(TESTS_DIR)!r}); import test_gpu_fallbacks as t; "
+            f"t.{function}()")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
@@ -240,7 +242,8 @@ def test_components_kernels_compile_to_ptx(monkeypatch):
     for kernel, signature in ((components._hook_edges, hook_sig), (components._jump, (nt.int64[::1],))):
         ptx, _ = numba_cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0))
         assert ".visible .entry" in ptx and ".target sm_90" in ptx
-    assert "atom.global.min.s64" in numba_cuda.compile_ptx(components._hook_edges.py_func, hook_sig, cc=(9, 0))[0]
+    ptx, _ = numba_cuda.compile_ptx(components._hook_edges.py_func, hook_sig, cc=(9, 0))
+    assert "atom.global.min.s64" in ptx
 
 
 # ---- backend plan
@@ -259,11 +262,11 @@ def _probe(*present: str, device: str | None = "NVIDIA H200", faiss_gpu: bool = 
 def test_plan_cupy_and_numba_only_runs_on_the_gpu_with_fallbacks():
     plan = plan_backend("auto", _probe("cupy", "numba_cuda", "faiss"))
     assert plan.name == "gpu" and "without cudf, cugraph, faiss-gpu" in plan.reason
-    assert plan.describe() == {"frames": "pandas", "arrays": "cupy", "kernels": "numba-cuda", "kNN": "cupy-gemm",
-                               "components": "numba-cuda-components"}
+    assert plan.describe() == {"frames": "pandas", "arrays": "cupy", "kernels": "numba-cuda",
+                               "kNN": "cupy-gemm", "components": "numba-cuda-components"}
     lines = plan.lines()
-    assert "kNN: CuPy GEMM top-k, exact up to 5M distinct vectors, in k-means cells above (faiss-gpu not installed)" \
-        in lines
+    assert ("kNN: CuPy GEMM top-k, exact up to 5M distinct vectors, in k-means cells above "
+            "(faiss-gpu not installed)") in lines
     assert "frames: pandas on the host (cuDF not installed)" in lines
     assert "components: Numba CUDA hooking + pointer jumping on the GPU (cuGraph not installed)" in lines
 
@@ -271,8 +274,8 @@ def test_plan_cupy_and_numba_only_runs_on_the_gpu_with_fallbacks():
 def test_plan_full_rapids():
     plan = plan_backend("gpu", _probe("cupy", "numba_cuda", "faiss", "cudf", "cugraph", faiss_gpu=True))
     assert plan.name == "gpu" and plan.reason.endswith("cudf, cugraph, faiss-gpu")
-    assert plan.describe() == {"frames": "cudf", "arrays": "cupy", "kernels": "numba-cuda", "kNN": "faiss-gpu",
-                               "components": "cugraph"}
+    assert plan.describe() == {"frames": "cudf", "arrays": "cupy", "kernels": "numba-cuda",
+                               "kNN": "faiss-gpu", "components": "cugraph"}
     assert not any("not installed" in line for line in plan.lines())  # no fallback, so no reason given
 
 
@@ -283,7 +286,8 @@ def test_plan_nothing_falls_back_to_cpu_and_gpu_names_what_is_missing(monkeypatc
     assert plan.reason == ("auto: CPU, because the GPU stack lacks cupy, numba_cuda, a CUDA device "
                            "(numba sees no CUDA device or driver)")
     monkeypatch.setattr(backend_module, "probe", lambda: info)
-    with pytest.raises(BackendUnavailableError, match=r"missing cupy, numba_cuda, a CUDA device .*gpucdp\[gpu\]"):
+    missing = r"missing cupy, numba_cuda, a CUDA device .*gpucdp\[gpu\]"
+    with pytest.raises(BackendUnavailableError, match=missing):
         backend_module.get_backend("gpu")
     assert backend_module.get_backend("auto").plan.describe()["components"] == "scipy"
 
@@ -351,7 +355,8 @@ def test_a_run_that_cannot_fit_fails_early_saying_what_to_change():
     with pytest.raises(BackendUnavailableError) as caught:
         check_device_fits(100_000_000, 2_000, free_bytes=40 << 30, total_bytes=80 << 30)
     message = str(caught.value)
-    assert "186.3 GiB" in message and "40.0 of 80.0 GiB free" in message and "21,474,836 records fit" in message
+    assert "186.3 GiB" in message and "40.0 of 80.0 GiB free" in message
+    assert "21,474,836 records fit" in message
     assert "--backend cpu" in message and "blocking.knn.dim" in message
     assert caught.value.exit_code == 2
 
