@@ -17,6 +17,7 @@ import types
 from pathlib import Path
 
 import numpy as np
+import pandas
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -383,3 +384,17 @@ def test_pipeline_without_faiss_uses_the_xp_search_and_finds_the_same_pairs(monk
     assert result.manifest["backend"]["plan"]["kNN"] == "numpy-gemm"
     assert result.manifest["blocking"]["knn_pairs"] == with_faiss.manifest["blocking"]["knn_pairs"] > 0
     assert (result.membership["profile_id"] == with_faiss.membership["profile_id"]).all()
+
+
+def test_a_gpu_run_that_cannot_fit_stops_before_any_work(tmp_path):
+    from gpucdp import synth
+    from gpucdp.backend import Backend
+    from gpucdp.pipeline import resolve
+
+    pool = _FakePool()
+    tiny = Backend(name="gpu", xp=_fake_cupy(pool, free=1 << 20, total=80 << 30), xdf=pandas, faiss=None,
+                   faiss_gpu=False, kernel_target="cuda", reason="a GPU with 1 MiB free")
+    records, _ = synth.generate_frame(2000, seed=9)
+    with pytest.raises(BackendUnavailableError, match=r"2,000 records need about .* GiB of GPU memory"):
+        resolve(records, out=tmp_path / "out", backend=tiny)
+    assert not (tmp_path / "out").exists() and pool.freed == 0  # stopped in the read stage, nothing written
