@@ -200,7 +200,9 @@ def _embed_cuda(kernels: Any, chars: Any, offsets: Any, weights: np.ndarray, dim
         )
     from numba import cuda
 
-    def dev(a: Any) -> Any:  # CuPy arrays are wrapped (no copy), numpy ones copied once
+    def dev(a: Any) -> Any:  # Numba device arrays as they are, CuPy ones wrapped (no copy), numpy ones copied
+        if hasattr(a, "copy_to_host"):
+            return a
         return cuda.as_cuda_array(a) if hasattr(a, "__cuda_array_interface__") else cuda.to_device(a)
 
     on_host = xp is np
