@@ -30,7 +30,8 @@ result = resolve(args["inputs"], out=args["out"], backend=args["backend"], setti
 print(json.dumps({"seconds": time.perf_counter() - start, "stages": result.manifest["stages"],
                   "blocking": result.manifest["blocking"]["candidate_pairs"],
                   "cluster": result.manifest["cluster"], "backend": result.manifest["backend"],
-                  "peak_rss_bytes": peak_rss_bytes()}))
+                  "peak_rss_bytes": peak_rss_bytes(),
+                  "device_memory": result.manifest.get("device_memory", {})}))
 """
 
 
@@ -61,6 +62,8 @@ def bench_size(n: int, *, workdir: Path, backend: str, seed: int, difficulty: fl
         "bcubed": metrics["bcubed"],
         "clusters": run["cluster"]["clusters"],
         "backend": run["backend"]["name"],
+        "plan": run["backend"].get("plan", {}),
+        "peak_device_bytes": run["device_memory"].get("peak_bytes"),
     }
 
 

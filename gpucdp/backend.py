@@ -4,9 +4,13 @@ Everything above it is written once against the objects a :class:`Backend` expos
 (numpy or cupy), the frame module ``xdf`` (pandas or cudf), the ``faiss`` module (and whether it can put an
 index on the GPU), connected components (SciPy or cuGraph) and the Numba target for kernels ("cpu" or "cuda").
 
-``auto`` picks the GPU only when every piece of the GPU stack imports and a device is visible, and says why it
-picked what it picked; an explicit ``gpu`` that cannot be served raises :class:`BackendUnavailableError` naming
-what is missing and how to install it.
+``auto`` picks the GPU when CuPy and Numba CUDA import and a device is visible, and says why it picked what
+it picked; an explicit ``gpu`` that cannot be served raises :class:`BackendUnavailableError` naming what is
+missing and how to install it. The rest of the RAPIDS stack is optional: without cuDF the frames stay in
+pandas on the host, without FAISS-GPU kNN is a CuPy GEMM + top-k (:func:`gpucdp.gpu.gemm_topk`,
+:func:`gpucdp.gpu.cell_topk`), without cuGraph connected components run as a Numba CUDA kernel
+(:mod:`gpucdp.kernels.components`). :func:`plan_backend` decides, from :func:`probe`'s report alone, which
+part runs where and why; ``gpucdp info`` prints it and every run's manifest records it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import numpy as np
 
 from gpucdp.errors import BackendUnavailableError, SettingsError
 
-__all__ = ["Backend", "get_backend", "probe", "to_host", "BACKEND_CHOICES"]
+__all__ = [
+    "Backend", "Plan", "get_backend", "plan_backend", "probe", "string_buffers", "to_host", "BACKEND_CHOICES",
+]
 
 BACKEND_CHOICES = ("auto", "cpu", "gpu")
 GPU_INSTALL_HINT = (
@@ -98,6 +104,104 @@ def _cugraph_components(n: int, left: Any, right: Any) -> Any:  # pragma: no cov
     return labels
 
 
+def _numba_components(n: int, left: Any, right: Any) -> Any:  # pragma: no cover - needs a GPU
+    import cupy
+
+    from gpucdp.kernels.components import components_cuda
+
+    left, right = cupy.asarray(left, dtype=cupy.int64), cupy.asarray(right, dtype=cupy.int64)
+    return components_cuda(n, left, right, cupy)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which library runs each part of a run, and why: the decision behind a :class:`Backend`.
+
+    Attributes
+    ----------
+    name : "cpu" or "gpu"
+    reason : str
+        Why this backend, in words.
+    parts : dict
+        Part ("frames", "arrays", "kernels", "kNN", "components") → (implementation, why); the implementation
+        names are the keys of :data:`PART_TEXT`.
+    missing : list of str
+        What a GPU backend would still need (empty when the GPU is used).
+    """
+
+    name: str
+    reason: str
+    parts: dict[str, tuple[str, str]]
+    missing: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """One line per part, e.g. ``kNN: CuPy GEMM top-k (faiss-gpu not installed)``."""
+        return [f"{part}: {PART_TEXT[impl]}" + (f" ({why})" if why else "")
+                for part, (impl, why) in self.parts.items()]
+
+    def describe(self) -> dict[str, str]:
+        return {part: impl for part, (impl, _) in self.parts.items()}
+
+
+PART_TEXT = {
+    "pandas": "pandas on the host",
+    "cudf": "cuDF on the GPU",
+    "numpy": "numpy on the host",
+    "cupy": "CuPy on the GPU",
+    "numba-cpu": "Numba on the CPU",
+    "numba-cuda": "Numba CUDA on the GPU",
+    "faiss-cpu": "FAISS on the CPU",
+    "faiss-gpu": "FAISS GPU: exact up to 5M distinct vectors, CAGRA above (IVF-Flat where FAISS lacks CAGRA)",
+    "cupy-gemm": "CuPy GEMM top-k, exact up to 5M distinct vectors, in k-means cells above",
+    "numpy-gemm": "numpy GEMM top-k, exact up to 20k distinct vectors, in k-means cells above",
+    "scipy": "SciPy connected_components on the host",
+    "cugraph": "cuGraph weakly connected components on the GPU",
+    "numba-cuda-components": "Numba CUDA hooking + pointer jumping on the GPU",
+}
+
+
+def plan_backend(name: str, info: dict[str, Any]) -> Plan:
+    """Decide from :func:`probe`'s report which backend ``name`` resolves to and what runs each part.
+
+    Pure: it imports nothing, so tests drive it with made-up reports ("cupy + numba only", "full RAPIDS",
+    "nothing"). A GPU needs CuPy, Numba CUDA and a visible device; cuDF, cuGraph and FAISS-GPU each replace a
+    fallback when present.
+
+    Raises
+    ------
+    SettingsError
+        ``name`` is not one of :data:`BACKEND_CHOICES`.
+    """
+    if name not in BACKEND_CHOICES:
+        raise SettingsError(f"backend={name!r} is not valid: use one of {', '.join(BACKEND_CHOICES)}")
+    libraries = info["libraries"]
+    missing = [lib for lib in ("cupy", "numba_cuda") if libraries.get(lib) is None]
+    if info["cuda_device"] is None:
+        missing.append(f"a CUDA device ({info['cuda_reason']})")
+    if name == "cpu" or missing:
+        reason = ("asked for the CPU backend" if name == "cpu"
+                  else f"auto: CPU, because the GPU stack lacks {', '.join(missing)}")
+        knn = ("faiss-cpu", "") if libraries.get("faiss") else ("numpy-gemm", "faiss not installed")
+        parts = {"frames": ("pandas", ""), "arrays": ("numpy", ""), "kernels": ("numba-cpu", ""), "kNN": knn,
+                 "components": ("scipy", "")}
+        return Plan("cpu", reason, parts, missing)
+    have = {lib: libraries.get(lib) is not None for lib in ("cudf", "cugraph")}
+    parts = {
+        "frames": ("cudf", "") if have["cudf"] else ("pandas", "cuDF not installed"),
+        "arrays": ("cupy", ""),
+        "kernels": ("numba-cuda", ""),
+        "kNN": ("faiss-gpu", "") if info["faiss_gpu"] else (
+            "cupy-gemm", "faiss-gpu not installed" if libraries.get("faiss") else "faiss not installed"),
+        "components": ("cugraph", "") if have["cugraph"] else (
+            "numba-cuda-components", "cuGraph not installed"),
+    }
+    absent = [lib for lib, ok in (("cudf", have["cudf"]), ("cugraph", have["cugraph"]),
+                                  ("faiss-gpu", bool(info["faiss_gpu"]))) if not ok]
+    reason = f"GPU: {info['cuda_device']} with cupy, numba-cuda" + (
+        f"; without {', '.join(absent)} (fallbacks below)" if absent else ", cudf, cugraph, faiss-gpu")
+    return Plan("gpu", reason, parts)
+
+
 @dataclass(frozen=True)
 class Backend:
     """The resolved execution backend: which modules every stage uses.
@@ -117,6 +221,8 @@ class Backend:
         The Numba target for our kernels.
     reason : str
         Why this backend was picked, in words.
+    plan : Plan
+        What runs each part, and why.
     """
 
     name: str
@@ -128,10 +234,16 @@ class Backend:
     reason: str
     libraries: dict[str, str | None] = field(default_factory=dict)
     components_impl: Callable[[int, Any, Any], Any] = _scipy_components
+    plan: Plan | None = None
 
     @property
     def is_gpu(self) -> bool:
         return self.name == "gpu"
+
+    @property
+    def knn(self) -> str:
+        """The kNN implementation: a key of :data:`PART_TEXT` ("faiss-cpu", "faiss-gpu", "cupy-gemm", …)."""
+        return self.plan.parts["kNN"][0] if self.plan is not None else "faiss-cpu"
 
     def connected_components(self, n: int, left: Any, right: Any) -> Any:
         """Label the connected components of an undirected graph.
@@ -156,11 +268,13 @@ class Backend:
             "kernel_target": self.kernel_target,
             "faiss_gpu": self.faiss_gpu,
             "reason": self.reason,
+            "plan": self.plan.describe() if self.plan is not None else {},
+            "plan_text": self.plan.lines() if self.plan is not None else [],
             "libraries": self.libraries,
         }
 
 
-def _cpu_backend(reason: str, libraries: dict[str, str | None]) -> Backend:
+def _cpu_backend(plan: Plan, libraries: dict[str, str | None]) -> Backend:
     import pandas
 
     faiss = importlib.import_module("faiss") if libraries.get("faiss") else None
@@ -171,9 +285,10 @@ def _cpu_backend(reason: str, libraries: dict[str, str | None]) -> Backend:
         faiss=faiss,
         faiss_gpu=False,
         kernel_target="cpu",
-        reason=reason,
+        reason=plan.reason,
         libraries=libraries,
         components_impl=_scipy_components,
+        plan=plan,
     )
 
 
@@ -183,7 +298,7 @@ def get_backend(name: str = "auto") -> Backend:
     Parameters
     ----------
     name : {"auto", "cpu", "gpu"}
-        ``auto`` uses the GPU only when cupy, cudf, cugraph, numba CUDA and a device are all present.
+        ``auto`` uses the GPU when cupy, numba CUDA and a device are present (see :func:`plan_backend`).
 
     Raises
     ------
@@ -195,40 +310,62 @@ def get_backend(name: str = "auto") -> Backend:
     if name not in BACKEND_CHOICES:
         raise SettingsError(f"backend={name!r} is not valid: use one of {', '.join(BACKEND_CHOICES)}")
     info = probe()
-    libraries = info["libraries"]
-    if name == "cpu":
-        return _cpu_backend("asked for the CPU backend", libraries)
-    missing = [lib for lib in ("cupy", "cudf", "cugraph") if libraries.get(lib) is None]
-    if info["cuda_device"] is None:
-        missing.append(f"a CUDA device ({info['cuda_reason']})")
-    if missing:
+    plan = plan_backend(name, info)
+    if plan.name == "cpu":
         if name == "gpu":
             raise BackendUnavailableError(
-                f"backend='gpu' cannot be served: missing {', '.join(missing)}; {GPU_INSTALL_HINT}, "
+                f"backend='gpu' cannot be served: missing {', '.join(plan.missing)}; {GPU_INSTALL_HINT}, "
                 "or use --backend cpu"
             )
-        return _cpu_backend(f"auto: CPU, because the GPU stack lacks {', '.join(missing)}", libraries)
-    return _gpu_backend(info)  # pragma: no cover - needs a GPU
+        return _cpu_backend(plan, info["libraries"])
+    return _gpu_backend(plan, info)  # pragma: no cover - needs a GPU
 
 
-def _gpu_backend(info: dict[str, Any]) -> Backend:  # pragma: no cover - needs a GPU
-    import cudf
+def _gpu_backend(plan: Plan, info: dict[str, Any]) -> Backend:  # pragma: no cover - needs a GPU
     import cupy
 
     libraries = info["libraries"]
+    if plan.parts["frames"][0] == "cudf":
+        xdf = importlib.import_module("cudf")
+    else:
+        import pandas as xdf
     faiss = importlib.import_module("faiss") if libraries.get("faiss") else None
     return Backend(
         name="gpu",
         xp=cupy,
-        xdf=cudf,
+        xdf=xdf,
         faiss=faiss,
         faiss_gpu=bool(info["faiss_gpu"]),
         kernel_target="cuda",
-        reason=f"GPU: {info['cuda_device']} with cupy, cudf, cugraph"
-        + ("" if info["faiss_gpu"] else "; FAISS on the CPU (no GPU build installed)"),
+        reason=plan.reason,
         libraries=libraries,
-        components_impl=_cugraph_components,
+        components_impl=(_cugraph_components if plan.parts["components"][0] == "cugraph"
+                         else _numba_components),
+        plan=plan,
     )
+
+
+def string_buffers(series: Any) -> tuple[Any, Any] | None:  # pragma: no cover - needs cuDF
+    """The device buffers of a cuDF string column, without a copy: (chars uint8[total], offsets int[n + 1]).
+
+    None when ``series`` is not a cuDF Series. Nulls are filled with "" first (on the device), so that every
+    null has zero length whatever libcudf left in its slot. Uses cuDF's pylibcudf view of the column
+    (``Column.to_pylibcudf``): the offsets are its child 0 (int32, or int64 past 2 GiB of characters), the
+    characters its data buffer; both expose ``__cuda_array_interface__``.
+    """
+    if type(series).__module__.split(".")[0] != "cudf":
+        return None
+    import cupy
+
+    column = series.fillna("")._column.to_pylibcudf(mode="read")
+    n, start = column.size(), column.offset()
+    offsets_child = column.child(0)
+    wide = offsets_child.type().id().name == "INT64"
+    raw = cupy.asarray(offsets_child.data()).view(cupy.int64 if wide else cupy.int32)
+    offsets = raw[offsets_child.offset() + start : offsets_child.offset() + start + n + 1]
+    data = column.data()
+    chars = cupy.asarray(data) if data is not None else cupy.zeros(0, dtype=cupy.uint8)
+    return chars.view(cupy.uint8), offsets
 
 
 def to_host(array: Any) -> np.ndarray:

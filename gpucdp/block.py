@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from gpucdp.arrays import cached_factorize, unique_sorted
+from gpucdp.backend import to_host
 from gpucdp.errors import InputError, SettingsError
 
 __all__ = [
@@ -297,8 +298,16 @@ def _distinct_rows(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 def _build_index(vectors: np.ndarray, *, kind: str, faiss: Any, use_gpu: bool, nlist: int | None,
                  nprobe: int | None, k: int) -> Any:
-    """A FAISS inner-product index over ``vectors``, built on the CPU and cloned to the GPUs if asked."""
+    """A FAISS inner-product index over ``vectors``, built on the CPU and cloned to the GPUs if asked (CAGRA
+    is built on the GPU directly, over squared L2 distances: see :func:`knn_pairs`)."""
     n, dim = vectors.shape
+    if kind == "cagra":  # pragma: no cover - needs a GPU build of FAISS with cuVS
+        config = faiss.GpuIndexCagraConfig()
+        config.graph_degree = max(32, 2 * k)
+        config.intermediate_graph_degree = 2 * config.graph_degree
+        index = faiss.GpuIndexCagra(faiss.StandardGpuResources(), dim, faiss.METRIC_L2, config)
+        index.train(vectors)
+        return index
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
         index.add(vectors)
@@ -504,6 +513,7 @@ def knn_pairs(
     nprobe: int | None = None,
     batch: int = 65536,
     max_group: int = 64,
+    xp: Any = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Candidate pairs from a k-nearest-neighbour self-join of the embeddings (inner product = cosine).
 
@@ -524,8 +534,9 @@ def knn_pairs(
         ``flat`` is exact; ``ivf`` is ``IndexIVFFlat`` with a coarse quantizer trained on a sample of the data;
         ``hnsw`` is ``IndexHNSWFlat`` (M = 32, CPU only); ``cells`` is exact top-k inside balanced two-level
         k-means cells of about :data:`CELL_SIZE` vectors (CPU, BLAS; see :func:`_cell_join`). ``auto``:
-        ``flat`` up to :data:`EXACT_MAX` distinct vectors (:data:`GPU_EXACT_MAX` with ``use_gpu``), then ``ivf``,
-        and on the CPU past :data:`IVF_MAX` distinct vectors ``cells``.
+        ``flat`` up to :data:`EXACT_MAX` distinct vectors (:data:`GPU_EXACT_MAX` with ``use_gpu``), then
+        ``ivf`` (on a GPU, FAISS's CAGRA graph index when the installed FAISS has ``GpuIndexCagra``), and on
+        the CPU past :data:`IVF_MAX` distinct vectors ``cells``.
     nlist : int, optional
         IVF lists, default ``sqrt(n_distinct)`` (at most ``n_distinct / 39``); for ``cells``, the number of
         cells, default ``n_distinct / CELL_SIZE``.
@@ -540,6 +551,12 @@ def knn_pairs(
         only a common name filled in, is skipped — exact-key rules and the cluster guard deal with those); each
         neighbour pair of vectors expands to at most ``max_group`` records on each side, so one popular vector
         cannot explode the pair count.
+    xp : module, optional
+        An array module (``cupy`` on a GPU without FAISS-GPU, ``numpy`` in tests) that searches in place of
+        FAISS: ``flat`` by exact batched matrix products (:func:`gpucdp.gpu.gemm_topk`), ``ivf`` and ``cells``
+        by windows of k-means cells (:func:`gpucdp.gpu.cell_topk`); ``auto`` is exact up to
+        :data:`GPU_EXACT_MAX` distinct vectors on a GPU, as with ``use_gpu`` (up to :data:`EXACT_MAX` with
+        numpy).
 
     Returns
     -------
@@ -553,7 +570,7 @@ def knn_pairs(
     The search runs on distinct vectors only, so exact duplicates (common in real data after standardisation)
     cost nothing extra and do not crowd a record's k neighbours with copies of itself.
     """
-    emb = np.ascontiguousarray(emb, dtype=np.float32)
+    emb = np.ascontiguousarray(to_host(emb), dtype=np.float32)
     if emb.ndim != 2 or emb.shape[1] < 1:
         raise InputError(f"emb must be a 2-d float32 array [n, dim]; got shape {emb.shape}")
     if not isinstance(k, (int, np.integer)) or k < 1:
@@ -587,18 +604,30 @@ def knn_pairs(
         parts_s.append(np.einsum("ij,ij->i", emb[wl], emb[wr]))
 
     if n_distinct >= 2:
-        kind = index if index != "auto" else _auto_index(n_distinct, use_gpu)
-        if kind == "cells":
+        on_device = use_gpu or (xp is not None and xp is not np)
+        kind = index if index != "auto" else _auto_index(n_distinct, on_device)
+        if xp is not None and not use_gpu and kind != "hnsw":
+            from gpucdp.gpu import cell_topk, gemm_topk
+
+            search = gemm_topk if kind == "flat" else cell_topk
+            gu, gv, gs = search(xp.asarray(vectors), k, xp=xp, min_similarity=float(min_similarity))
+            _append_expanded(parts_l, parts_r, parts_s, members, starts, sizes, to_host(gu), to_host(gv),
+                             to_host(gs), max_group)
+        elif kind == "cells":
             gu, gv, gs = _cell_join(vectors, k=k, min_similarity=float(min_similarity), faiss=faiss,
                                     n_cells=nlist, assign=nprobe or 1)
             _append_expanded(parts_l, parts_r, parts_s, members, starts, sizes, gu, gv, gs, max_group)
         else:
+            if kind == "ivf" and index == "auto" and use_gpu and hasattr(faiss, "GpuIndexCagra"):
+                kind = "cagra"  # a GPU graph index: FAISS builds with cuVS have it
             built = _build_index(vectors, kind=kind, faiss=faiss, use_gpu=use_gpu, nlist=nlist, nprobe=nprobe,
                                  k=k)
             kk = min(k + 1, n_distinct)
             for lo in range(0, n_distinct, batch):
                 hi = min(lo + batch, n_distinct)
                 sims, nbrs = built.search(vectors[lo:hi], kk)
+                if kind == "cagra":  # squared L2 between unit vectors → inner product
+                    sims = 1.0 - sims / 2.0
                 query = np.repeat(np.arange(lo, hi, dtype=np.int64), kk)
                 nbrs = nbrs.ravel().astype(np.int64, copy=False)
                 sims = sims.ravel()

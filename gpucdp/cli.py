@@ -123,13 +123,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_info(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from gpucdp.backend import get_backend, probe
+    from gpucdp.backend import plan_backend, probe
 
     info = probe()
-    backend = get_backend("auto")
+    plan = plan_backend("auto", info)
     console = _console()
-    console.print(f"backend: [bold]{backend.name}[/bold] — {backend.reason}")
+    console.print(f"backend: [bold]{plan.name}[/bold] — {plan.reason}")
     console.print(f"CUDA device: {info['cuda_device'] or 'none'}; FAISS on GPU: {'yes' if info['faiss_gpu'] else 'no'}")
+    for line in plan.lines():
+        console.print(f"  {line}", markup=False, soft_wrap=True)
     table = Table(title="libraries")
     table.add_column("library")
     table.add_column("version")

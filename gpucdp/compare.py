@@ -244,10 +244,18 @@ def compare_in_chunks(
         left, right = np.minimum(left, right), np.maximum(left, right)
         pair_order = _counting_order(left, order.shape[0])
         left, right = left[pair_order], right[pair_order]
+    chars, offsets, nums = columns.chars, columns.offsets, columns.nums
+    if target == "cuda" and m:
+        # Copied to the device once for all chunks, not once per chunk (an empty buffer cannot be copied: one
+        # padding byte is never read).
+        from numba import cuda
+
+        chars = cuda.to_device(chars if chars.size else np.zeros(1, dtype=np.uint8))
+        offsets, nums = cuda.to_device(offsets), cuda.to_device(nums)
     for start in range(0, m, chunk_size):
         stop = min(start + chunk_size, m)
         _, pattern = compare_pairs(
-            left[start:stop], right[start:stop], columns.chars, columns.offsets, columns.nums,
+            left[start:stop], right[start:stop], chars, offsets, nums,
             tables.level_method, tables.level_col, tables.level_thr, tables.n_levels, target=target,
         )
         chunk = np.asarray(pattern) if target == "cpu" else pattern.copy_to_host()

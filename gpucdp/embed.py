@@ -53,13 +53,17 @@ def _to_large_string(column: Any, position: int) -> pa.Array:
     return array
 
 
-def pack_strings(columns: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+def pack_strings(columns: Sequence[Any], *, xp: Any = np) -> tuple[Any, Any]:
     """Pack string columns into one byte buffer and a per-field offsets table (Arrow layout).
 
     Parameters
     ----------
     columns : sequence of F pandas Series / pyarrow arrays / cudf Series of str, each of length n
         Nulls (None, NaN, pd.NA) become zero-length strings, which the kernels read as missing.
+    xp : module, default numpy
+        Where the packed arrays live. With ``cupy`` and cuDF columns the column's own device buffers
+        (:func:`gpucdp.backend.string_buffers`) are packed on the device, without a host copy; other columns
+        are packed on the host and copied over once.
 
     Returns
     -------
@@ -80,27 +84,45 @@ def pack_strings(columns: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     """
     if len(columns) == 0:
         raise InputError("pack_strings needs at least one column; pass the string fields to embed or compare")
-    arrays = [_to_large_string(column, f) for f, column in enumerate(columns)]
-    n = len(arrays[0])
-    lengths = [len(a) for a in arrays]
+    if xp is not np:
+        from gpucdp.backend import string_buffers
+
+        device = [string_buffers(column) for column in columns]
+        if all(buffers is not None for buffers in device):
+            return _concat_buffers(device, xp)
+        chars, offsets = pack_strings(columns)
+        return xp.asarray(chars), xp.asarray(offsets)
+    return _concat_buffers([_arrow_buffers(_to_large_string(c, f)) for f, c in enumerate(columns)], np)
+
+
+def _arrow_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Views of a ``large_string`` array's value bytes and its n + 1 offsets (no copy)."""
+    n = len(array)
+    _, offset_buffer, data_buffer = array.buffers()
+    if offset_buffer is None:  # an empty array may come without buffers
+        return np.zeros(0, dtype=np.uint8), np.zeros(n + 1, dtype=np.int64)
+    offsets = np.frombuffer(offset_buffer, dtype=np.int64, count=array.offset + n + 1)[array.offset :]
+    chars = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
+    return chars, offsets
+
+
+def _concat_buffers(buffers: Sequence[tuple[Any, Any]], xp: Any) -> tuple[Any, Any]:
+    """One chars buffer and an int64[F, n + 1] offsets table from each column's (chars, offsets)."""
+    lengths = [int(offsets.shape[0]) - 1 for _, offsets in buffers]
+    n = lengths[0]
     if any(length != n for length in lengths):
         raise InputError(f"all columns must have the same length; got lengths {lengths}")
-    offsets = np.empty((len(arrays), n + 1), dtype=np.int64)
+    table = xp.empty((len(buffers), n + 1), dtype=np.int64)
     pieces = []
     base = 0
-    for f, array in enumerate(arrays):
-        _, offset_buffer, data_buffer = array.buffers()
-        if offset_buffer is None:  # an empty array may come without buffers
-            raw = np.zeros(n + 1, dtype=np.int64)
-        else:
-            raw = np.frombuffer(offset_buffer, dtype=np.int64, count=array.offset + n + 1)[array.offset :]
-        first, last = int(raw[0]), int(raw[-1])
-        offsets[f] = raw - (first - base)
+    for f, (chars, offsets) in enumerate(buffers):
+        first, last = int(offsets[0]), int(offsets[-1])  # two scalars back from the device per column
+        table[f] = offsets.astype(np.int64) - (first - base)
         if last > first:
-            pieces.append(np.frombuffer(data_buffer, dtype=np.uint8, count=last)[first:last])
+            pieces.append(chars[first:last])
         base += last - first
-    chars = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.uint8)
-    return chars, offsets
+    chars = xp.concatenate(pieces) if pieces else xp.zeros(0, dtype=np.uint8)
+    return chars, table
 
 
 def embed_records(
@@ -110,7 +132,8 @@ def embed_records(
     dim: int = 64,
     q: int = 3,
     target: str = "cpu",
-) -> np.ndarray:
+    xp: Any = np,
+) -> Any:
     """Embed records by hashing the character q-grams of their string fields.
 
     Parameters
@@ -126,11 +149,14 @@ def embed_records(
         Gram length (1..8); grams are taken over ``" " + value + " "``.
     target : {"cpu", "cuda"}
         Where the kernel runs. ``"cuda"`` needs numba-cuda and a GPU (or the CUDA simulator).
+    xp : module, default numpy
+        The array module of the result: with ``cupy`` (and ``target="cuda"``) the strings are packed on the
+        device (cuDF columns from their own buffers) and the embeddings stay there.
 
     Returns
     -------
     float32[n, dim]
-        One L2-normalised row per record; a record with every field missing gets a zero row.
+        One L2-normalised row per record (an ``xp`` array); a record with every field missing gets a zero row.
 
     Raises
     ------
@@ -155,17 +181,17 @@ def embed_records(
             f"weights={list(weights)!r} is not valid: give one finite weight >= 0 per column "
             f"({len(columns)} columns)"
         )
-    chars, offsets = pack_strings(columns)
+    chars, offsets = pack_strings(columns, xp=xp if target == "cuda" else np)
     n = offsets.shape[1] - 1
     if target == "cpu":
         out = np.empty((n, int(dim)), dtype=np.float32)
         kernels.embed_cpu(chars, offsets, weights_arr, int(dim), int(q), out)
         return out
-    return _embed_cuda(kernels, chars, offsets, weights_arr, int(dim), int(q), n)
+    return _embed_cuda(kernels, chars, offsets, weights_arr, int(dim), int(q), n, xp)
 
 
-def _embed_cuda(kernels: Any, chars: np.ndarray, offsets: np.ndarray, weights: np.ndarray, dim: int, q: int,
-                n: int) -> np.ndarray:
+def _embed_cuda(kernels: Any, chars: Any, offsets: Any, weights: np.ndarray, dim: int, q: int, n: int,
+                xp: Any) -> Any:
     from gpucdp.errors import BackendUnavailableError
 
     if kernels.embed_cuda is None:
@@ -174,12 +200,19 @@ def _embed_cuda(kernels: Any, chars: np.ndarray, offsets: np.ndarray, weights: n
         )
     from numba import cuda
 
-    out = cuda.device_array((n, dim), dtype=np.float32)
+    def dev(a: Any) -> Any:  # Numba device arrays as they are, CuPy ones wrapped (no copy), numpy ones copied
+        if hasattr(a, "copy_to_host"):
+            return a
+        return cuda.as_cuda_array(a) if hasattr(a, "__cuda_array_interface__") else cuda.to_device(a)
+
+    on_host = xp is np
+    # Allocated through xp on a GPU, so that CuPy's pool (and the run's device memory peaks) account for it.
+    out = cuda.device_array((n, dim), dtype=np.float32) if on_host else xp.empty((n, dim), dtype=np.float32)
     if n == 0:
-        return out.copy_to_host()
+        return out.copy_to_host() if on_host else out
     # An empty chars buffer cannot be copied to the device; one padding byte is never read.
-    d_chars = cuda.to_device(chars if chars.size else np.zeros(1, dtype=np.uint8))
+    d_chars = dev(chars if chars.size else xp.zeros(1, dtype=np.uint8))
     threads = 128
     blocks = (n + threads - 1) // threads
-    kernels.embed_cuda[blocks, threads](d_chars, cuda.to_device(offsets), cuda.to_device(weights), dim, q, out)
-    return out.copy_to_host()
+    kernels.embed_cuda[blocks, threads](d_chars, dev(offsets), cuda.to_device(weights), dim, q, dev(out))
+    return out.copy_to_host() if on_host else out

@@ -26,6 +26,7 @@ from gpucdp.cluster import cluster_pairs
 from gpucdp.compare import build_tables, compare_in_chunks, locality_order, prepare_columns
 from gpucdp.embed import embed_records
 from gpucdp.errors import InternalError, SettingsError
+from gpucdp.gpu import DeviceMemory, check_device_fits, device_bytes_per_record, rows_per_chunk
 from gpucdp.io import check_output, read_inputs, write_outputs
 from gpucdp.model import FSModel, decode, estimate_u, load_model, train_em
 from gpucdp.profiles import build_profiles
@@ -150,6 +151,7 @@ def resolve(
     if fs_model is not None:
         settings = settings.model_copy(update={"comparisons": fs_model.comparisons})
     report.print(f"[dim]backend: {be.name} ({be.reason})[/dim]")
+    device = DeviceMemory(be.xp)  # no-op on the CPU
 
     # ---- read
     with report.stage("read") as st:
@@ -172,15 +174,24 @@ def resolve(
         source = table.column("source").to_numpy(zero_copy_only=False)
         source_codes, source_names = pd.factorize(source)
         st.count(records=n, files=len(files), sources=len(source_names))
+        if device.on_device:  # fail before any work when the records cannot fit on the GPU
+            # prepared columns (derived keys included) take about twice the input's bytes
+            string_bytes = 2 * table.nbytes // max(n, 1)
+            per_record = device_bytes_per_record(resolved.blocking.knn.dim, string_bytes)
+            check_device_fits(n, per_record, *device.info())
     del table
 
     # ---- standardize
-    with report.stage("standardize", total=len(resolved.fields), unit="fields") as st:
-        xframe = frame if not be.is_gpu else be.xdf.from_pandas(frame)
+    with (report.stage("standardize", total=len(resolved.fields), unit="fields") as st,
+          device.stage("standardize")):
+        on_cudf = be.xdf.__name__ == "cudf"
+        xframe = be.xdf.from_pandas(frame) if on_cudf else frame
         prepared, std_stats = standardize(
             xframe, [(f.name, f.type) for f in resolved.fields], xdf=be.xdf, date_order=resolved.date_order
         )
-        if be.is_gpu:  # pragma: no cover - the GPU path keeps prepared data on the device in a later issue
+        # The embedder reads cuDF's own string buffers on the device; the stages after it still take pandas.
+        prepared_device = prepared if on_cudf else None
+        if on_cudf:  # pragma: no cover - needs cuDF
             prepared = prepared.to_pandas()
         st.advance(len(resolved.fields))
         st.count(unparseable=int(sum(s.get("unparseable", 0) for s in std_stats.values())))
@@ -198,28 +209,31 @@ def resolve(
     if block_counts["knn"].startswith("skipped"):
         report.print(f"[dim]kNN blocking {block_counts['knn']}[/dim]")
     if run_knn and knn.columns:
-        with report.stage("embed") as st:
+        with report.stage("embed") as st, device.stage("embed"):
             missing = [c for c in knn.columns if c not in prepared.columns]
             if missing:
                 raise SettingsError(
                     f"blocking.knn.columns: {', '.join(missing)} do not exist after standardisation; available: "
                     f"{', '.join(sorted(prepared.columns))}"
                 )
+            source_frame = prepared_device if prepared_device is not None else prepared
             emb = embed_records(
-                [prepared[c] for c in knn.columns], list(knn.columns.values()), dim=knn.dim, q=knn.q,
-                target=be.kernel_target,
+                [source_frame[c] for c in knn.columns], list(knn.columns.values()), dim=knn.dim, q=knn.q,
+                target=be.kernel_target, xp=be.xp,
             )
             st.count(dim=knn.dim, fields=len(knn.columns))
-        with report.stage("knn") as st:
+        with report.stage("knn") as st, device.stage("knn"):
             kl, kr, _ = block_stage.knn_pairs(
                 emb, k=knn.k, min_similarity=knn.min_similarity, faiss=be.faiss, use_gpu=be.faiss_gpu,
                 index=knn.index, nprobe=knn.nprobe,
+                xp=be.xp if be.knn in ("cupy-gemm", "numpy-gemm") else None,
             )
             del emb
             left_parts.append(kl)
             right_parts.append(kr)
             block_counts["knn_pairs"] = int(kl.shape[0])
             st.count(pairs=int(kl.shape[0]))
+    del prepared_device  # the device copy of the prepared columns was for the embedder only
     with report.stage("block") as st:
         rule_stats = []
         for rule, max_block_size in resolved.blocking.key_rules():
@@ -244,14 +258,17 @@ def resolve(
         st.count(candidate_pairs=int(left.shape[0]))
 
     # ---- compare
-    with report.stage("compare", total=int(left.shape[0]), unit="pairs") as st:
+    with report.stage("compare", total=int(left.shape[0]), unit="pairs") as st, device.stage("compare"):
         columns_packed = prepare_columns(prepared, resolved.comparisons)
         tables = build_tables(resolved.comparisons, columns_packed)
         names = [f.name for f in resolved.fields if f.type == "name"][::-1]  # surname first, by convention
         layout = locality_order(prepared, [f"{n}__phonetic" for n in names[:1]] + [f"{n}__canon" for n in names[1:2]],
                                 cache=codes_cache)
+        chunk_size = resolved.chunk_size
+        if device.on_device:  # a chunk's pairs, gamma and patterns on the device: bounded by free memory
+            chunk_size = min(chunk_size, rows_per_chunk(device.info()[0], 8 + 8 + len(tables.names) + 4))
         patterns = compare_in_chunks(
-            left, right, columns_packed, tables, chunk_size=resolved.chunk_size, target=be.kernel_target,
+            left, right, columns_packed, tables, chunk_size=chunk_size, target=be.kernel_target,
             advance=st.advance, order=layout,
         )
         st.count(pairs=int(left.shape[0]), comparisons=len(resolved.comparisons))
@@ -266,7 +283,7 @@ def resolve(
         if fs_model is None:
             rl, rr = _random_pairs(n, resolved.model.u_pairs, source_codes, resolved.mode, resolved.model.seed)
             random_patterns = compare_in_chunks(
-                rl, rr, columns_packed, tables, chunk_size=resolved.chunk_size, target=be.kernel_target
+                rl, rr, columns_packed, tables, chunk_size=chunk_size, target=be.kernel_target
             )
             u_random = estimate_u(random_patterns, tables.n_levels, distinct_pairs=n * (n - 1) / 2)
             if uniq.size:
@@ -298,7 +315,7 @@ def resolve(
         st.count(lam=round(fs_model.lam, 5), patterns=int(uniq.size))
 
     # ---- cluster
-    with report.stage("cluster") as st:
+    with report.stage("cluster") as st, device.stage("cluster"):
         clusters = cluster_pairs(
             n, left, right, probability, threshold=resolved.cluster.threshold,
             max_cluster_size=resolved.cluster.max_cluster_size, split_oversized=resolved.cluster.split_oversized,
@@ -347,6 +364,7 @@ def resolve(
         "profiles": profiles.num_rows,
         "stages": report.stages,
         "peak_rss_bytes": peak_rss_bytes(),
+        "device_memory": device.describe(),
     }
     if out is not None:
         with report.stage("write") as st:
