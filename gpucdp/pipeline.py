@@ -115,6 +115,7 @@ def resolve(
     overwrite: bool = False,
     quiet: bool = True,
     write_pairs: bool = False,
+    keep_candidates: bool = False,
     reporter: Reporter | None = None,
 ) -> ResolveResult:
     """Resolve customer records into unified profiles.
@@ -137,6 +138,9 @@ def resolve(
         No progress bars or summary table.
     write_pairs : bool
         Also return (and write) the scored candidate pairs.
+    keep_candidates : bool
+        Keep the candidate pairs as record positions (input order) in ``result.extra["candidates"]`` (left,
+        right int64 arrays), e.g. to score blocking against a truth without writing every pair out.
 
     Returns
     -------
@@ -384,6 +388,7 @@ def resolve(
         manifest=manifest,
         pairs=pairs_table.to_pandas() if pairs_table is not None else None,
         out=Path(out) if out is not None else None,
+        extra={"candidates": (left, right)} if keep_candidates else {},
     )
 
 

@@ -127,3 +127,12 @@ def test_a_rule_keeps_its_own_block_cap(generated):
     loose, tight = result.manifest["blocking"]["rules"]
     assert (loose["max_block_size"], tight["max_block_size"]) == (1000, 2)
     assert tight["pairs"] < loose["pairs"] and tight["oversized_blocks"] > loose["oversized_blocks"]
+
+
+def test_candidates_kept_on_request(generated):
+    records, _ = generated
+    result = resolve(records.head(2000), backend="cpu", keep_candidates=True)
+    left, right = result.extra["candidates"]
+    assert len(left) == len(right) == result.manifest["blocking"]["candidate_pairs"] > 0
+    assert (left < right).all() and right.max() < 2000
+    assert "candidates" not in resolve(records.head(200), backend="cpu").extra
