@@ -11,6 +11,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from gpucdp import block
 from gpucdp.block import canonical_pairs, filter_mode, key_codes, key_pairs, knn_pairs
 from gpucdp.errors import InputError, SettingsError
 
@@ -86,6 +87,19 @@ def test_key_codes_tuple_and_nulls():
     assert (codes[[0, 2, 4]] >= 0).all()
     with pytest.raises(InputError, match="not found"):
         key_codes(frame, ["a", "zzz"])
+
+
+@pytest.mark.parametrize("limit", [2**62, 4])  # 4: re-factorise before every column after the first
+def test_key_codes_group_like_pandas(monkeypatch, limit):
+    monkeypatch.setattr(block, "_CODE_LIMIT", limit)
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({c: pd.Series(rng.choice(["p", "q", "r", None], 500), dtype="str") for c in "abcd"})
+    codes = key_codes(frame, list("abcd"))
+    groups = frame.groupby(list("abcd"), dropna=True).ngroup().fillna(-1).to_numpy()  # -1: a value missing
+    assert ((codes < 0) == (groups < 0)).all()
+    valid = groups >= 0
+    pairs = set(zip(codes[valid].tolist(), groups[valid].tolist()))
+    assert len(pairs) == len(set(codes[valid].tolist())) == len(set(groups[valid].tolist()))  # one-to-one
 
 
 def test_filter_mode():
