@@ -4,21 +4,28 @@ The comparisons in the settings become small tables (method, column, threshold p
 kernel (``gpucdp.kernels.compare``) walks for each pair; string columns reach the kernel as Arrow-style buffers
 (``chars`` uint8, ``offsets`` int64) and numeric ones (dates as yyyymmdd) as a float64 matrix. Pairs are
 compared in chunks so that memory depends on the chunk size, not on the number of pairs.
+
+A ``cosine`` comparison (levels on the cosine of a column's sentence-transformers embeddings) is not run by
+the kernel: :func:`gpucdp.semantic.cosine_gamma` computes its level with array operations, and its code joins
+the kernel's in the same pattern id, so the model sees it like any other comparison.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Sequence
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
 import numba
 import numpy as np
 import pandas as pd
 
 from gpucdp.arrays import cached_factorize
+from gpucdp.backend import to_host
 from gpucdp.embed import pack_strings
 from gpucdp.errors import SettingsError
-from gpucdp.kernels.compare import METHODS, STRING_METHODS, compare_pairs
+from gpucdp.kernels.compare import METHODS, STRING_METHODS, compare_pairs, pattern_strides
+from gpucdp.semantic import SemanticEmbedder, cosine_gamma
 from gpucdp.settings import ComparisonSettings
 
 __all__ = [
@@ -43,6 +50,8 @@ class PreparedColumns:
     nums : float64[N, n]
         Numeric columns (dates as yyyymmdd), NaN = null.
     string_names, numeric_names : list of str
+    embedded : dict column -> (int64[n], float32[u, d])
+        For cosine levels: each record's value code (-1 = null) and the unit vector of each distinct value.
     """
 
     chars: np.ndarray
@@ -50,6 +59,7 @@ class PreparedColumns:
     nums: np.ndarray
     string_names: list[str]
     numeric_names: list[str]
+    embedded: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -65,23 +75,29 @@ class ComparisonTables:
     level_thr: np.ndarray
     n_levels: np.ndarray
     names: list[str]
+    # With cosine comparisons: the indices of those the kernel runs, and per cosine comparison its index, level
+    # columns and thresholds (its rows of the level tables stay unused).
+    kernel: np.ndarray | None = None
+    cosine: list[tuple[int, list[str], list[float]]] = field(default_factory=list)
 
 
 def _is_numeric_method(method: str) -> bool:
     return METHODS[method] not in STRING_METHODS
 
 
-def prepare_columns(prepared: pd.DataFrame, comparisons: Sequence[ComparisonSettings]) -> PreparedColumns:
-    """Pack the prepared columns the comparisons refer to.
+def prepare_columns(prepared: pd.DataFrame, comparisons: Sequence[ComparisonSettings],
+                    semantic: SemanticEmbedder | None = None) -> PreparedColumns:
+    """Pack the prepared columns the comparisons refer to (and embed those of cosine levels with ``semantic``).
 
     Raises
     ------
     SettingsError
         A level names a column that standardisation did not produce, or applies a string method to a
-        numeric column (or the reverse).
+        numeric column (or the reverse); a cosine level without a ``semantic`` embedder.
     """
     string_names: list[str] = []
     numeric_names: list[str] = []
+    embedded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for comp in comparisons:
         for i, level in enumerate(comp.levels):
             if level.column not in prepared.columns:
@@ -91,6 +107,15 @@ def prepare_columns(prepared: pd.DataFrame, comparisons: Sequence[ComparisonSett
                     f"standardisation; available: {available}"
                 )
             numeric_column = pd.api.types.is_float_dtype(prepared[level.column].dtype)
+            if comp.uses_embeddings:
+                if numeric_column or semantic is None:
+                    raise SettingsError(
+                        f"comparisons.{comp.name}.levels[{i}]: method cosine needs a string column and the "
+                        f"sentence-transformers embedder ({level.column!r} is "
+                        f"{'numeric' if numeric_column else 'a string column, but no embedder was given'})"
+                    )
+                embedded[level.column] = semantic.column(level.column, prepared[level.column])
+                continue
             if _is_numeric_method(level.method) != numeric_column:
                 kind = "numeric" if numeric_column else "string"
                 raise SettingsError(
@@ -110,7 +135,7 @@ def prepare_columns(prepared: pd.DataFrame, comparisons: Sequence[ComparisonSett
         nums = np.vstack([prepared[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in numeric_names])
     else:
         nums = np.zeros((0, n), dtype=np.float64)
-    return PreparedColumns(chars, offsets, np.ascontiguousarray(nums), string_names, numeric_names)
+    return PreparedColumns(chars, offsets, np.ascontiguousarray(nums), string_names, numeric_names, embedded)
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -165,7 +190,8 @@ def permute(columns: PreparedColumns, order: np.ndarray) -> PreparedColumns:
         _permuted_offsets(columns.offsets, order, new_offsets)
         _gather_strings(columns.chars, columns.offsets, order, new_offsets, chars)
     nums = np.ascontiguousarray(columns.nums[:, order])
-    return PreparedColumns(chars, new_offsets, nums, columns.string_names, columns.numeric_names)
+    embedded = {name: (codes[order], vectors) for name, (codes, vectors) in columns.embedded.items()}
+    return PreparedColumns(chars, new_offsets, nums, columns.string_names, columns.numeric_names, embedded)
 
 
 def locality_order(prepared: pd.DataFrame, columns: Sequence[str], cache: dict | None = None) -> np.ndarray | None:
@@ -193,14 +219,27 @@ def build_tables(comparisons: Sequence[ComparisonSettings], columns: PreparedCol
     level_col = np.zeros((c_count, width), dtype=np.int32)
     level_thr = np.zeros((c_count, width), dtype=np.float64)
     n_levels = np.zeros(c_count, dtype=np.int32)
+    cosine = [(c, [lv.column for lv in comp.levels], [float(lv.threshold) for lv in comp.levels])
+              for c, comp in enumerate(comparisons) if comp.uses_embeddings]
     for c, comp in enumerate(comparisons):
         n_levels[c] = len(comp.levels)
+        if comp.uses_embeddings:
+            continue
         for i, level in enumerate(comp.levels):
             level_method[c, i] = METHODS[level.method]
             names = columns.numeric_names if _is_numeric_method(level.method) else columns.string_names
             level_col[c, i] = names.index(level.column)
             level_thr[c, i] = 0.0 if level.threshold is None else float(level.threshold)
-    return ComparisonTables(level_method, level_col, level_thr, n_levels, [c.name for c in comparisons])
+    kernel = None
+    if cosine:
+        # The kernel checks that the pattern space fits int32, but it sees the other comparisons only.
+        if math.prod(int(v) + 2 for v in n_levels) - 1 > np.iinfo(np.int32).max:
+            raise SettingsError("comparisons: more agreement patterns than an int32 pattern id holds (the product "
+                                "of levels + 2 over comparisons); use fewer comparisons or fewer levels")
+        skip = {c for c, _, _ in cosine}
+        kernel = np.array([c for c in range(c_count) if c not in skip], dtype=np.int64)
+    return ComparisonTables(level_method, level_col, level_thr, n_levels, [c.name for c in comparisons],
+                            kernel, cosine)
 
 
 def compare_in_chunks(
@@ -213,6 +252,7 @@ def compare_in_chunks(
     target: str = "cpu",
     advance: Callable[[int], None] | None = None,
     order: np.ndarray | None = None,
+    xp: Any = np,
 ) -> np.ndarray:
     """Pattern id of every pair, computed chunk by chunk.
 
@@ -227,6 +267,8 @@ def compare_in_chunks(
     order : int64[n], optional
         A record layout (:func:`locality_order`): the columns are permuted into it and the pairs renumbered
         and sorted, so the kernel's reads stay close together; patterns come back in the pairs' order.
+    xp : module, default numpy
+        Where cosine comparisons compute (``cupy`` on the GPU backend); unused without them.
 
     Returns
     -------
@@ -244,13 +286,18 @@ def compare_in_chunks(
         left, right = np.minimum(left, right), np.maximum(left, right)
         pair_order = _counting_order(left, order.shape[0])
         left, right = left[pair_order], right[pair_order]
+    embedded = {name: (xp.asarray(codes), xp.asarray(vectors)) for name, (codes, vectors) in columns.embedded.items()}
     for start in range(0, m, chunk_size):
         stop = min(start + chunk_size, m)
-        _, pattern = compare_pairs(
-            left[start:stop], right[start:stop], columns.chars, columns.offsets, columns.nums,
-            tables.level_method, tables.level_col, tables.level_thr, tables.n_levels, target=target,
-        )
-        chunk = np.asarray(pattern) if target == "cpu" else pattern.copy_to_host()
+        if tables.cosine:
+            chunk = _patterns_with_cosine(left[start:stop], right[start:stop], columns, tables, embedded,
+                                          target=target, xp=xp)
+        else:
+            _, pattern = compare_pairs(
+                left[start:stop], right[start:stop], columns.chars, columns.offsets, columns.nums,
+                tables.level_method, tables.level_col, tables.level_thr, tables.n_levels, target=target,
+            )
+            chunk = np.asarray(pattern) if target == "cpu" else pattern.copy_to_host()
         if pair_order is None:
             patterns[start:stop] = chunk
         else:
@@ -258,3 +305,25 @@ def compare_in_chunks(
         if advance is not None:
             advance(stop - start)
     return patterns
+
+
+def _patterns_with_cosine(left: np.ndarray, right: np.ndarray, columns: PreparedColumns, tables: ComparisonTables,
+                          embedded: dict[str, tuple[Any, Any]], *, target: str, xp: Any) -> np.ndarray:
+    """Pattern ids of pairs when some comparisons are cosine: the kernel's gammas and the cosine ones, packed
+    with the strides of all comparisons (``sum_c (gamma_c + 1) * stride_c``, as the kernel packs them)."""
+    strides = xp.asarray(pattern_strides(tables.n_levels))
+    pattern = xp.zeros(left.shape[0], dtype=xp.int64)
+    k = tables.kernel
+    if k is not None and k.size:
+        gamma, _ = compare_pairs(
+            left, right, columns.chars, columns.offsets, columns.nums, tables.level_method[k],
+            tables.level_col[k], tables.level_thr[k], tables.n_levels[k], target=target,
+        )
+        gamma = xp.asarray(gamma).astype(xp.int64)  # a Numba device array becomes a CuPy view on the GPU
+        pattern += ((gamma + 1) * strides[xp.asarray(k)][None, :]).sum(axis=1)
+    xl, xr = xp.asarray(left), xp.asarray(right)
+    for c, level_columns, thresholds in tables.cosine:
+        gamma_c = cosine_gamma(xl, xr, [embedded[col][0] for col in level_columns],
+                               [embedded[col][1] for col in level_columns], thresholds, xp=xp)
+        pattern += (gamma_c.astype(xp.int64) + 1) * strides[c]
+    return to_host(pattern.astype(xp.int32))

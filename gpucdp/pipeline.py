@@ -24,12 +24,13 @@ from gpucdp.arrays import cached_factorize, dense_unique
 from gpucdp.backend import Backend, get_backend
 from gpucdp.cluster import cluster_pairs
 from gpucdp.compare import build_tables, compare_in_chunks, locality_order, prepare_columns
-from gpucdp.embed import embed_records
+from gpucdp.embed import embed_hybrid
 from gpucdp.errors import InternalError, SettingsError
 from gpucdp.io import check_output, read_inputs, write_outputs
 from gpucdp.model import FSModel, decode, estimate_u, load_model, train_em
 from gpucdp.profiles import build_profiles
 from gpucdp.progress import Reporter, peak_rss_bytes
+from gpucdp.semantic import SemanticEmbedder
 from gpucdp.settings import CPU_KNN_MAX_RECORDS, Settings, load_settings, parse_settings, resolve_settings
 from gpucdp.standardize import standardize
 
@@ -191,6 +192,8 @@ def resolve(
     left_parts, right_parts = [], []
     block_counts: dict[str, Any] = {}
     codes_cache: dict[str, Any] = {}  # factorised prepared columns: key rules, layout, TF and profiles share them
+    # One sentence-transformers embedder for kNN and cosine comparisons: each distinct value is embedded once.
+    semantic = SemanticEmbedder(resolved.semantic, "cuda" if be.is_gpu else "cpu", codes_cache)
     run_knn = knn.enabled is True or (knn.enabled == "auto" and (be.is_gpu or n <= CPU_KNN_MAX_RECORDS))
     block_counts["knn"] = "run" if run_knn and knn.columns else (
         f"skipped: CPU backend and {n:,} records > {CPU_KNN_MAX_RECORDS:,} (set blocking.knn.enabled: true)"
@@ -205,11 +208,9 @@ def resolve(
                     f"blocking.knn.columns: {', '.join(missing)} do not exist after standardisation; available: "
                     f"{', '.join(sorted(prepared.columns))}"
                 )
-            emb = embed_records(
-                [prepared[c] for c in knn.columns], list(knn.columns.values()), dim=knn.dim, q=knn.q,
-                target=be.kernel_target,
-            )
-            st.count(dim=knn.dim, fields=len(knn.columns))
+            emb = embed_hybrid(prepared, knn.column_specs(), dim=knn.dim, q=knn.q, target=be.kernel_target,
+                               semantic=semantic)
+            st.count(dim=int(emb.shape[1]), fields=len(knn.columns))
         with report.stage("knn") as st:
             kl, kr, _ = block_stage.knn_pairs(
                 emb, k=knn.k, min_similarity=knn.min_similarity, faiss=be.faiss, use_gpu=be.faiss_gpu,
@@ -245,14 +246,14 @@ def resolve(
 
     # ---- compare
     with report.stage("compare", total=int(left.shape[0]), unit="pairs") as st:
-        columns_packed = prepare_columns(prepared, resolved.comparisons)
+        columns_packed = prepare_columns(prepared, resolved.comparisons, semantic)
         tables = build_tables(resolved.comparisons, columns_packed)
         names = [f.name for f in resolved.fields if f.type == "name"][::-1]  # surname first, by convention
         layout = locality_order(prepared, [f"{n}__phonetic" for n in names[:1]] + [f"{n}__canon" for n in names[1:2]],
                                 cache=codes_cache)
         patterns = compare_in_chunks(
             left, right, columns_packed, tables, chunk_size=resolved.chunk_size, target=be.kernel_target,
-            advance=st.advance, order=layout,
+            advance=st.advance, order=layout, xp=be.xp,
         )
         st.count(pairs=int(left.shape[0]), comparisons=len(resolved.comparisons))
 
@@ -266,7 +267,7 @@ def resolve(
         if fs_model is None:
             rl, rr = _random_pairs(n, resolved.model.u_pairs, source_codes, resolved.mode, resolved.model.seed)
             random_patterns = compare_in_chunks(
-                rl, rr, columns_packed, tables, chunk_size=resolved.chunk_size, target=be.kernel_target
+                rl, rr, columns_packed, tables, chunk_size=resolved.chunk_size, target=be.kernel_target, xp=be.xp,
             )
             u_random = estimate_u(random_patterns, tables.n_levels, distinct_pairs=n * (n - 1) / 2)
             if uniq.size:
