@@ -114,7 +114,7 @@ def prepare_columns(prepared: pd.DataFrame, comparisons: Sequence[ComparisonSett
                         f"sentence-transformers embedder ({level.column!r} is "
                         f"{'numeric' if numeric_column else 'a string column, but no embedder was given'})"
                     )
-                embedded[level.column] = semantic.column(level.column, prepared[level.column])
+                embedded[level.column] = semantic.column(prepared[level.column])
                 continue
             if _is_numeric_method(level.method) != numeric_column:
                 kind = "numeric" if numeric_column else "string"

@@ -116,6 +116,7 @@ def resolve(
     quiet: bool = True,
     write_pairs: bool = False,
     reporter: Reporter | None = None,
+    semantic: SemanticEmbedder | None = None,
 ) -> ResolveResult:
     """Resolve customer records into unified profiles.
 
@@ -137,6 +138,9 @@ def resolve(
         No progress bars or summary table.
     write_pairs : bool
         Also return (and write) the scored candidate pairs.
+    semantic : SemanticEmbedder, optional
+        The sentence-transformers embedder to use (default: one built from ``settings.semantic``); pass the same
+        one to several runs and no distinct value is encoded twice.
 
     Returns
     -------
@@ -193,7 +197,7 @@ def resolve(
     block_counts: dict[str, Any] = {}
     codes_cache: dict[str, Any] = {}  # factorised prepared columns: key rules, layout, TF and profiles share them
     # One sentence-transformers embedder for kNN and cosine comparisons: each distinct value is embedded once.
-    semantic = SemanticEmbedder(resolved.semantic, "cuda" if be.is_gpu else "cpu", codes_cache)
+    semantic = semantic or SemanticEmbedder(resolved.semantic, "cuda" if be.is_gpu else "cpu")
     run_knn = knn.enabled is True or (knn.enabled == "auto" and (be.is_gpu or n <= CPU_KNN_MAX_RECORDS))
     block_counts["knn"] = "run" if run_knn and knn.columns else (
         f"skipped: CPU backend and {n:,} records > {CPU_KNN_MAX_RECORDS:,} (set blocking.knn.enabled: true)"

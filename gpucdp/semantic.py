@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from gpucdp.arrays import cached_factorize
+from gpucdp.arrays import factorize
 from gpucdp.errors import SettingsError
 from gpucdp.settings import SemanticSettings
 
@@ -76,22 +76,22 @@ def _load_model(settings: SemanticSettings, device: str) -> Any:
 class SemanticEmbedder:
     """Embeds prepared columns with one sentence-transformers model, each distinct value once.
 
+    Vectors are kept per distinct text, so kNN blocking and cosine comparisons of one run, or several runs given
+    the same embedder (``resolve(..., semantic=embedder)``), never encode a value twice.
+
     Parameters
     ----------
     settings : SemanticSettings
         Model, batch size, precision.
     device : str
         ``"cpu"`` or ``"cuda"`` (the backend decides: the GPU backend embeds on its device).
-    codes_cache : dict, optional
-        The run's factorised columns (:func:`gpucdp.arrays.cached_factorize`), shared with the other stages.
     """
 
-    def __init__(self, settings: SemanticSettings, device: str = "cpu", codes_cache: dict | None = None):
+    def __init__(self, settings: SemanticSettings, device: str = "cpu"):
         self.settings = settings
         self.device = device
         self._model: Any = None
-        self._codes_cache = codes_cache if codes_cache is not None else {}
-        self._vectors: dict[str, np.ndarray] = {}
+        self._cache: dict[str, np.ndarray] = {}
 
     @property
     def model(self) -> Any:
@@ -114,8 +114,8 @@ class SemanticEmbedder:
     def dim(self) -> int:
         return int(self.model.get_embedding_dimension())
 
-    def column(self, name: str, series: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Codes and distinct-value vectors of a prepared column, computed once per run.
+    def column(self, series: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Codes and distinct-value vectors of a prepared column; only values not seen before are encoded.
 
         Returns
         -------
@@ -124,14 +124,17 @@ class SemanticEmbedder:
         vectors : float32[u, d]
             Unit vector of each distinct value.
         """
-        codes, uniques = cached_factorize(self._codes_cache, name, series)
-        if name not in self._vectors:
-            self._vectors[name] = self.encode([str(v) for v in uniques])
-        return codes, self._vectors[name]
+        codes, uniques = factorize(series)
+        texts = [str(v) for v in uniques]
+        new = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        self._cache.update(zip(new, self.encode(new)))
+        if not texts:
+            return codes, np.zeros((0, self.dim), dtype=np.float32)
+        return codes, np.stack([self._cache[t] for t in texts])
 
-    def record_vectors(self, name: str, series: Any) -> np.ndarray:
-        """float32[n, d]: each record's vector of column ``name`` (a zero row where the value is missing)."""
-        codes, vectors = self.column(name, series)
+    def record_vectors(self, series: Any) -> np.ndarray:
+        """float32[n, d]: each record's vector of a prepared column (a zero row where the value is missing)."""
+        codes, vectors = self.column(series)
         out = np.zeros((codes.shape[0], vectors.shape[1] if vectors.size else self.dim), dtype=np.float32)
         present = codes >= 0
         out[present] = vectors[codes[present]]
