@@ -26,7 +26,7 @@ from gpucdp.embed import pack_strings
 from gpucdp.errors import SettingsError
 from gpucdp.kernels.compare import METHODS, STRING_METHODS, compare_pairs, pattern_strides
 from gpucdp.semantic import SemanticEmbedder, cosine_gamma
-from gpucdp.settings import ComparisonSettings
+from gpucdp.settings import EMBEDDING_METHODS, ComparisonSettings
 
 __all__ = [
     "ComparisonTables",
@@ -75,10 +75,24 @@ class ComparisonTables:
     level_thr: np.ndarray
     n_levels: np.ndarray
     names: list[str]
-    # With cosine comparisons: the indices of those the kernel runs, and per cosine comparison its index, level
-    # columns and thresholds (its rows of the level tables stay unused).
-    kernel: np.ndarray | None = None
-    cosine: list[tuple[int, list[str], list[float]]] = field(default_factory=list)
+    # With cosine levels (see _split_tables): the kernel's share of the levels, and the cosine share.
+    split: _SplitTables | None = None
+
+
+@dataclass
+class _SplitTables:
+    """Comparisons with cosine levels, split between the kernel and :func:`gpucdp.semantic.cosine_gamma`.
+
+    ``kernel`` holds the comparisons that keep a kernel level, with only those levels; ``kernel_comps[j]`` is
+    the comparison of its row ``j`` and ``kernel_levels[j]`` the original index of each of its levels.
+    ``cosine`` lists, per comparison with cosine levels, (comparison, original level indices, columns,
+    thresholds).
+    """
+
+    kernel: ComparisonTables | None
+    kernel_comps: list[int]
+    kernel_levels: list[np.ndarray]
+    cosine: list[tuple[int, np.ndarray, list[str], list[float]]]
 
 
 def _is_numeric_method(method: str) -> bool:
@@ -107,14 +121,15 @@ def prepare_columns(prepared: pd.DataFrame, comparisons: Sequence[ComparisonSett
                     f"standardisation; available: {available}"
                 )
             numeric_column = pd.api.types.is_float_dtype(prepared[level.column].dtype)
-            if comp.uses_embeddings:
+            if level.method in EMBEDDING_METHODS:
                 if numeric_column or semantic is None:
                     raise SettingsError(
                         f"comparisons.{comp.name}.levels[{i}]: method cosine needs a string column and the "
                         f"sentence-transformers embedder ({level.column!r} is "
                         f"{'numeric' if numeric_column else 'a string column, but no embedder was given'})"
                     )
-                embedded[level.column] = semantic.column(prepared[level.column])
+                if level.column not in embedded:
+                    embedded[level.column] = semantic.column(prepared[level.column])
                 continue
             if _is_numeric_method(level.method) != numeric_column:
                 kind = "numeric" if numeric_column else "string"
@@ -219,27 +234,43 @@ def build_tables(comparisons: Sequence[ComparisonSettings], columns: PreparedCol
     level_col = np.zeros((c_count, width), dtype=np.int32)
     level_thr = np.zeros((c_count, width), dtype=np.float64)
     n_levels = np.zeros(c_count, dtype=np.int32)
-    cosine = [(c, [lv.column for lv in comp.levels], [float(lv.threshold) for lv in comp.levels])
-              for c, comp in enumerate(comparisons) if comp.uses_embeddings]
+    if any(comp.uses_embeddings for comp in comparisons):
+        return _split_tables(comparisons, columns)
     for c, comp in enumerate(comparisons):
         n_levels[c] = len(comp.levels)
-        if comp.uses_embeddings:
-            continue
         for i, level in enumerate(comp.levels):
             level_method[c, i] = METHODS[level.method]
             names = columns.numeric_names if _is_numeric_method(level.method) else columns.string_names
             level_col[c, i] = names.index(level.column)
             level_thr[c, i] = 0.0 if level.threshold is None else float(level.threshold)
-    kernel = None
-    if cosine:
-        # The kernel checks that the pattern space fits int32, but it sees the other comparisons only.
-        if math.prod(int(v) + 2 for v in n_levels) - 1 > np.iinfo(np.int32).max:
-            raise SettingsError("comparisons: more agreement patterns than an int32 pattern id holds (the product "
-                                "of levels + 2 over comparisons); use fewer comparisons or fewer levels")
-        skip = {c for c, _, _ in cosine}
-        kernel = np.array([c for c in range(c_count) if c not in skip], dtype=np.int64)
-    return ComparisonTables(level_method, level_col, level_thr, n_levels, [c.name for c in comparisons],
-                            kernel, cosine)
+    return ComparisonTables(level_method, level_col, level_thr, n_levels, [c.name for c in comparisons])
+
+
+def _split_tables(comparisons: Sequence[ComparisonSettings], columns: PreparedColumns) -> ComparisonTables:
+    """Tables for comparisons with cosine levels: the kernel gets the other levels, in their order."""
+    n_levels = np.array([len(comp.levels) for comp in comparisons], dtype=np.int32)
+    # The kernel checks that the pattern space fits int32, but it sees only part of it.
+    if math.prod(int(v) + 2 for v in n_levels) - 1 > np.iinfo(np.int32).max:
+        raise SettingsError("comparisons: more agreement patterns than an int32 pattern id holds (the product of "
+                            "levels + 2 over comparisons); use fewer comparisons or fewer levels")
+    kernel_settings, kernel_comps, kernel_levels, cosine = [], [], [], []
+    for c, comp in enumerate(comparisons):
+        on_kernel = [i for i, lv in enumerate(comp.levels) if lv.method not in EMBEDDING_METHODS]
+        on_cosine = [i for i, lv in enumerate(comp.levels) if lv.method in EMBEDDING_METHODS]
+        if on_kernel:
+            kernel_settings.append(comp.model_copy(update={"levels": [comp.levels[i] for i in on_kernel]}))
+            kernel_comps.append(c)
+            kernel_levels.append(np.array(on_kernel, dtype=np.int64))
+        if on_cosine:
+            cosine.append((c, np.array(on_cosine, dtype=np.int64), [comp.levels[i].column for i in on_cosine],
+                           [float(comp.levels[i].threshold) for i in on_cosine]))
+    kernel = build_tables(kernel_settings, columns) if kernel_settings else None
+    width = int(n_levels.max())
+    return ComparisonTables(
+        np.zeros((len(comparisons), width), np.int8), np.zeros((len(comparisons), width), np.int32),
+        np.zeros((len(comparisons), width), np.float64), n_levels, [c.name for c in comparisons],
+        _SplitTables(kernel, kernel_comps, kernel_levels, cosine),
+    )
 
 
 def compare_in_chunks(
@@ -289,7 +320,7 @@ def compare_in_chunks(
     embedded = {name: (xp.asarray(codes), xp.asarray(vectors)) for name, (codes, vectors) in columns.embedded.items()}
     for start in range(0, m, chunk_size):
         stop = min(start + chunk_size, m)
-        if tables.cosine:
+        if tables.split is not None:
             chunk = _patterns_with_cosine(left[start:stop], right[start:stop], columns, tables, embedded,
                                           target=target, xp=xp)
         else:
@@ -309,21 +340,42 @@ def compare_in_chunks(
 
 def _patterns_with_cosine(left: np.ndarray, right: np.ndarray, columns: PreparedColumns, tables: ComparisonTables,
                           embedded: dict[str, tuple[Any, Any]], *, target: str, xp: Any) -> np.ndarray:
-    """Pattern ids of pairs when some comparisons are cosine: the kernel's gammas and the cosine ones, packed
-    with the strides of all comparisons (``sum_c (gamma_c + 1) * stride_c``, as the kernel packs them)."""
-    strides = xp.asarray(pattern_strides(tables.n_levels))
-    pattern = xp.zeros(left.shape[0], dtype=xp.int64)
-    k = tables.kernel
-    if k is not None and k.size:
-        gamma, _ = compare_pairs(
-            left, right, columns.chars, columns.offsets, columns.nums, tables.level_method[k],
-            tables.level_col[k], tables.level_thr[k], tables.n_levels[k], target=target,
-        )
-        gamma = xp.asarray(gamma).astype(xp.int64)  # a Numba device array becomes a CuPy view on the GPU
-        pattern += ((gamma + 1) * strides[xp.asarray(k)][None, :]).sum(axis=1)
+    """Pattern ids of pairs when some levels are cosine.
+
+    The kernel runs each comparison's other levels, :func:`gpucdp.semantic.cosine_gamma` its cosine levels;
+    each side's first match is mapped back to its level index in the comparison, and the earlier one wins, as
+    if one pass had walked all levels in order (no match: "else" when any level's column is present on both
+    sides, else the NULL level). Gammas are packed as the kernel packs them: ``sum_c (gamma_c + 1) * stride_c``.
+    """
+    split = tables.split
+    m = left.shape[0]
+    none = np.iinfo(np.int64).max
+    first = {c: xp.full(m, none, dtype=xp.int64) for c in range(len(tables.names))}  # first matching level
+    seen = {c: xp.zeros(m, dtype=bool) for c in range(len(tables.names))}  # some level present on both sides
+
+    def merge(c: int, gamma: Any, original: np.ndarray) -> None:
+        gamma = gamma.astype(xp.int64)
+        n_sub = original.shape[0]
+        level = xp.asarray(original)[xp.clip(n_sub - gamma, 0, n_sub - 1)]
+        first[c] = xp.minimum(first[c], xp.where(gamma > 0, level, none))
+        seen[c] |= gamma >= 0
+
+    if split.kernel is not None:
+        k = split.kernel
+        gamma, _ = compare_pairs(left, right, columns.chars, columns.offsets, columns.nums, k.level_method,
+                                 k.level_col, k.level_thr, k.n_levels, target=target)
+        gamma = xp.asarray(gamma)  # a Numba device array becomes a CuPy view on the GPU
+        for j, c in enumerate(split.kernel_comps):
+            merge(c, gamma[:, j], split.kernel_levels[j])
     xl, xr = xp.asarray(left), xp.asarray(right)
-    for c, level_columns, thresholds in tables.cosine:
+    for c, original, level_columns, thresholds in split.cosine:
         gamma_c = cosine_gamma(xl, xr, [embedded[col][0] for col in level_columns],
                                [embedded[col][1] for col in level_columns], thresholds, xp=xp)
-        pattern += (gamma_c.astype(xp.int64) + 1) * strides[c]
+        merge(c, gamma_c, original)
+    strides = pattern_strides(tables.n_levels)
+    pattern = xp.zeros(m, dtype=xp.int64)
+    for c in range(len(tables.names)):
+        n_c = int(tables.n_levels[c])
+        g = xp.where(first[c] < none, n_c - first[c], xp.where(seen[c], 0, -1))
+        pattern += (g + 1) * int(strides[c])
     return to_host(pattern.astype(xp.int32))

@@ -60,6 +60,10 @@ def _load_model(settings: SemanticSettings, device: str) -> Any:
             f"semantic.model is not set and the {DEFAULT_MODEL_PACKAGE} package is not installed: set "
             f"semantic.model to a local model folder, or {INSTALL_HINT}"
         )
+    from transformers.utils import logging as hf_logging
+
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # gpucdp reports its own stages; a "Loading weights" bar would cut in
     try:
         loaded = SentenceTransformer(model, device=device, local_files_only=True)
     except (OSError, ValueError) as exc:
@@ -69,6 +73,9 @@ def _load_model(settings: SemanticSettings, device: str) -> Any:
             f"sentence-transformers model, a model already in the Hugging Face cache, or leave it unset to use "
             f"the {DEFAULT_MODEL_PACKAGE} package"
         ) from None
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
     fp16 = settings.fp16 if settings.fp16 != "auto" else device.startswith("cuda")
     return loaded.half() if fp16 else loaded
 

@@ -122,18 +122,11 @@ class ComparisonSettings(_Strict):
 
     @property
     def uses_embeddings(self) -> bool:
-        return self.levels[0].method in EMBEDDING_METHODS
+        """Whether a level is computed on embeddings (outside the comparison kernel)."""
+        return any(level.method in EMBEDDING_METHODS for level in self.levels)
 
     @model_validator(mode="after")
     def _check_tf(self) -> "ComparisonSettings":
-        cosine = [level.method in EMBEDDING_METHODS for level in self.levels]
-        if any(cosine) and not all(cosine):
-            # Cosine levels are computed on embeddings outside the string kernel: one comparison is one or
-            # the other, so the kernel never sees a level it cannot evaluate.
-            raise ValueError(
-                f"comparison {self.name}: cosine levels cannot be mixed with other methods in one comparison; "
-                "put them in a comparison of their own"
-            )
         if self.term_frequency and self.levels[0].method != "exact":
             raise ValueError(
                 f"comparison {self.name}: term_frequency needs the first level to be 'exact', "

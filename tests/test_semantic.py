@@ -140,6 +140,49 @@ def test_cosine_comparison_joins_the_pattern_ids():
     assert sorted(fake.encoded) == sorted(set(fake.encoded))
 
 
+def test_cosine_levels_mix_with_kernel_levels_in_order():
+    from rapidfuzz.distance import JaroWinkler
+
+    frame = _frame(200, seed=8)
+    mixed = ComparisonSettings.model_validate({"name": "mixed", "levels": [
+        {"method": "exact", "column": "name"},
+        {"method": "cosine", "column": "company", "threshold": 0.9},
+        {"method": "jaro_winkler", "column": "name", "threshold": 0.8},
+        {"method": "cosine", "column": "company", "threshold": 0.2},
+    ]})
+    comps = [_comparisons()[2], mixed]
+    fake = FakeEmbedder()
+    columns = prepare_columns(frame, comps, fake)
+    rng = np.random.default_rng(9)
+    left, right = rng.integers(0, 200, 3000), rng.integers(0, 200, 3000)
+    tables = build_tables(comps, columns)
+    gamma = decode_patterns(compare_in_chunks(left, right, columns, tables, chunk_size=1000), tables.n_levels)
+    names = frame["name"].to_numpy(dtype=object)
+    codes, vectors = columns.embedded["company"]
+
+    def reference(i, j):  # walk the levels in order, as the kernel does
+        g, seen = -1, False
+        for lv, level in enumerate(mixed.levels):
+            if level.method == "cosine":
+                if codes[i] < 0 or codes[j] < 0:
+                    continue
+                hit = float(vectors[codes[i]] @ vectors[codes[j]]) >= level.threshold
+            else:
+                a, b = names[i], names[j]
+                if not isinstance(a, str) or not isinstance(b, str) or not a or not b:
+                    continue
+                hit = a == b if level.method == "exact" else \
+                    JaroWinkler.similarity(a, b, prefix_weight=0.1) >= level.threshold
+            seen = True
+            if hit:
+                return 4 - lv
+        return 0 if seen else g
+
+    expected = np.array([reference(i, j) for i, j in zip(left, right)])
+    np.testing.assert_array_equal(gamma[:, 1], expected)
+    assert set(np.unique(expected)) == {-1, 0, 1, 2, 3, 4}
+
+
 def test_cosine_needs_an_embedder_and_a_string_column():
     frame = _frame(10)
     with pytest.raises(SettingsError, match="comparisons.company.levels"):
@@ -178,9 +221,9 @@ def test_settings_accept_embedders_and_refuse_mixed_cosine_levels():
     assert parse_settings(s.to_dict()) == s  # round-trips
     with pytest.raises(SettingsError, match="embedder"):
         parse_settings({"blocking": {"knn": {"columns": {"x": {"weight": 1.0, "embedder": "word2vec"}}}}})
-    with pytest.raises(SettingsError, match="cannot be mixed"):
-        parse_settings({"comparisons": [{"name": "c", "levels": [
-            {"method": "exact", "column": "company"}, {"method": "cosine", "column": "company", "threshold": 0.8}]}]})
+    with pytest.raises(SettingsError, match="term_frequency"):
+        parse_settings({"comparisons": [{"name": "c", "term_frequency": True, "levels": [
+            {"method": "cosine", "column": "company", "threshold": 0.8}]}]})
     with pytest.raises(SettingsError, match="threshold"):
         parse_settings({"comparisons": [{"name": "c", "levels": [{"method": "cosine", "column": "company"}]}]})
 
