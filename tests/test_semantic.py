@@ -290,3 +290,19 @@ def test_real_model_end_to_end_on_a_few_hundred_records():
     scored = resolve(records, settings={**settings, "comparisons": comps}, backend="cpu")
     assert [c.name for c in scored.model.comparisons][-1] == "address_meaning"
     assert evaluate_frames(scored.membership, truth)["pairwise"]["f1"] > 0.9
+
+
+def test_readme_semantic_settings_example_is_valid():
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Semantic embeddings", 1)[1]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert block, "the Semantic embeddings section has a ```yaml example"
+    settings = parse_settings(yaml.safe_load(block.group(1)), origin="README.md")
+    specs = settings.blocking.knn.column_specs()
+    assert {c for c, s in specs.items() if s.embedder == "sentence-transformers"} == {"address_line", "city"}
+    assert any(lv.method == "cosine" for lv in settings.comparisons[0].levels)
