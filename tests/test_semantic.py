@@ -71,7 +71,7 @@ def _reference_gamma(left, right, codes, vectors, thresholds):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_cosine_gamma_matches_reference(seed):
     rng = np.random.default_rng(seed)
-    n, d, m = 60, 6, 5000
+    n, d, m = 60, 6, 20_000  # more pairs than one batch of cosine_gamma
     vec_a = rng.normal(size=(7, d)).astype(np.float32)
     vec_a /= np.linalg.norm(vec_a, axis=1, keepdims=True)
     vec_a[1] = vec_a[0]  # two values with the same vector: cosine 1
