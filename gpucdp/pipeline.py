@@ -197,7 +197,8 @@ def resolve(
     block_counts: dict[str, Any] = {}
     codes_cache: dict[str, Any] = {}  # factorised prepared columns: key rules, layout, TF and profiles share them
     # One sentence-transformers embedder for kNN and cosine comparisons: each distinct value is embedded once.
-    semantic = semantic or SemanticEmbedder(resolved.semantic, "cuda" if be.is_gpu else "cpu")
+    if semantic is None:
+        semantic = SemanticEmbedder(resolved.semantic, "cuda" if be.is_gpu else "cpu")
     run_knn = knn.enabled is True or (knn.enabled == "auto" and (be.is_gpu or n <= CPU_KNN_MAX_RECORDS))
     block_counts["knn"] = "run" if run_knn and knn.columns else (
         f"skipped: CPU backend and {n:,} records > {CPU_KNN_MAX_RECORDS:,} (set blocking.knn.enabled: true)"
