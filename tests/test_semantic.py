@@ -306,3 +306,22 @@ def test_readme_semantic_settings_example_is_valid():
     specs = settings.blocking.knn.column_specs()
     assert {c for c, s in specs.items() if s.embedder == "sentence-transformers"} == {"address_line", "city"}
     assert any(lv.method == "cosine" for lv in settings.comparisons[0].levels)
+
+
+def test_cli_without_sentence_transformers_exits_2_in_one_line(tmp_path, monkeypatch, capsys):
+    from gpucdp.cli import main
+
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    records, _ = synth.generate_frame(300, seed=1)
+    records.to_csv(tmp_path / "in.csv", index=False)
+    (tmp_path / "s.yaml").write_text(
+        "blocking:\n  knn:\n    enabled: true\n"
+        "    columns: {last_name: 1.0, address_line: {weight: 0.6, embedder: sentence-transformers}}\n")
+    out = tmp_path / "o"
+    assert main(["resolve", str(tmp_path / "in.csv"), "--out", str(out), "--settings", str(tmp_path / "s.yaml"),
+                 "--backend", "cpu", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if "error:" in line]
+    assert len(errors) == 1 and "pip install torch==2.13.0" in errors[0], err
+    assert "Traceback" not in "\n".join(err)
+    assert not out.exists()
