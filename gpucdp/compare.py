@@ -129,7 +129,10 @@ def prepare_columns(prepared: pd.DataFrame, comparisons: Sequence[ComparisonSett
                         f"{'numeric' if numeric_column else 'a string column, but no embedder was given'})"
                     )
                 if level.column not in embedded:
-                    embedded[level.column] = semantic.column(prepared[level.column])
+                    try:
+                        embedded[level.column] = semantic.column(prepared[level.column])
+                    except SettingsError as exc:  # name the setting that asked for the model
+                        raise SettingsError(f"comparisons.{comp.name}.levels[{i}]: {exc}") from None
                 continue
             if _is_numeric_method(level.method) != numeric_column:
                 kind = "numeric" if numeric_column else "string"

@@ -214,7 +214,11 @@ def embed_hybrid(
         raise SettingsError(f"blocking.knn.columns {', '.join(dense)}: the sentence-transformers embedder is not "
                             "available here; pass a SemanticEmbedder")
     for column, weight in dense.items():
-        blocks.append(semantic.record_vectors(prepared[column]) * np.float32(np.sqrt(weight)))
+        try:
+            vectors = semantic.record_vectors(prepared[column])
+        except SettingsError as exc:  # name the setting that asked for the model
+            raise SettingsError(f"blocking.knn.columns.{column}: {exc}") from None
+        blocks.append(vectors * np.float32(np.sqrt(weight)))
     out = np.ascontiguousarray(np.concatenate(blocks, axis=1), dtype=np.float32)
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     np.divide(out, norms, out=out, where=norms > 0)
