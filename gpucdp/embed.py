@@ -13,17 +13,15 @@ A column may instead be embedded by a sentence-transformers model (:mod:`gpucdp.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from gpucdp.errors import InputError, SettingsError
+from gpucdp.semantic import SemanticEmbedder
 from gpucdp.settings import KnnColumn
-
-if TYPE_CHECKING:  # importing gpucdp.semantic is cheap, but the embedder is only a type here
-    from gpucdp.semantic import SemanticEmbedder
 
 __all__ = ["EMBED_TARGETS", "embed_hybrid", "embed_records", "pack_strings"]
 
