@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--difficulty", type=float, default=0.5)
     p.add_argument("--chunk-size", type=int, default=250_000)
+    p.add_argument("--variation", choices=["typos", "semantic"], default="typos",
+                   help="semantic: also nicknames, unit words, reordered addresses, city aliases")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
 
@@ -146,7 +148,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     summary = synth.write_dataset(
         args.out, args.records, seed=args.seed, difficulty=args.difficulty, chunk_size=args.chunk_size,
-        overwrite=args.overwrite,
+        variation=args.variation, overwrite=args.overwrite,
     )
     if not args.quiet:
         seconds = summary.get("seconds", 0.0)

@@ -4,22 +4,29 @@ The comparisons in the settings become small tables (method, column, threshold p
 kernel (``gpucdp.kernels.compare``) walks for each pair; string columns reach the kernel as Arrow-style buffers
 (``chars`` uint8, ``offsets`` int64) and numeric ones (dates as yyyymmdd) as a float64 matrix. Pairs are
 compared in chunks so that memory depends on the chunk size, not on the number of pairs.
+
+A ``cosine`` comparison (levels on the cosine of a column's sentence-transformers embeddings) is not run by
+the kernel: :func:`gpucdp.semantic.cosine_gamma` computes its level with array operations, and its code joins
+the kernel's in the same pattern id, so the model sees it like any other comparison.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Sequence
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Sequence
 
 import numba
 import numpy as np
 import pandas as pd
 
 from gpucdp.arrays import cached_factorize
+from gpucdp.backend import to_host
 from gpucdp.embed import pack_strings
 from gpucdp.errors import SettingsError
-from gpucdp.kernels.compare import METHODS, STRING_METHODS, compare_pairs
-from gpucdp.settings import ComparisonSettings
+from gpucdp.kernels.compare import METHODS, STRING_METHODS, compare_pairs, pattern_strides
+from gpucdp.semantic import SemanticEmbedder, cosine_gamma
+from gpucdp.settings import EMBEDDING_METHODS, ComparisonSettings
 
 __all__ = [
     "ComparisonTables",
@@ -43,6 +50,8 @@ class PreparedColumns:
     nums : float64[N, n]
         Numeric columns (dates as yyyymmdd), NaN = null.
     string_names, numeric_names : list of str
+    embedded : dict column -> (int64[n], float32[u, d])
+        For cosine levels: each record's value code (-1 = null) and the unit vector of each distinct value.
     """
 
     chars: np.ndarray
@@ -50,6 +59,7 @@ class PreparedColumns:
     nums: np.ndarray
     string_names: list[str]
     numeric_names: list[str]
+    embedded: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -65,23 +75,43 @@ class ComparisonTables:
     level_thr: np.ndarray
     n_levels: np.ndarray
     names: list[str]
+    # With cosine levels (see _split_tables): the kernel's share of the levels, and the cosine share.
+    split: _SplitTables | None = None
+
+
+@dataclass
+class _SplitTables:
+    """Comparisons with cosine levels, split between the kernel and :func:`gpucdp.semantic.cosine_gamma`.
+
+    ``kernel`` holds the comparisons that keep a kernel level, with only those levels; ``kernel_comps[j]`` is
+    the comparison of its row ``j`` and ``kernel_levels[j]`` the original index of each of its levels.
+    ``cosine`` lists, per comparison with cosine levels, (comparison, original level indices, columns,
+    thresholds).
+    """
+
+    kernel: ComparisonTables | None
+    kernel_comps: list[int]
+    kernel_levels: list[np.ndarray]
+    cosine: list[tuple[int, np.ndarray, list[str], list[float]]]
 
 
 def _is_numeric_method(method: str) -> bool:
     return METHODS[method] not in STRING_METHODS
 
 
-def prepare_columns(prepared: pd.DataFrame, comparisons: Sequence[ComparisonSettings]) -> PreparedColumns:
-    """Pack the prepared columns the comparisons refer to.
+def prepare_columns(prepared: pd.DataFrame, comparisons: Sequence[ComparisonSettings],
+                    semantic: SemanticEmbedder | None = None) -> PreparedColumns:
+    """Pack the prepared columns the comparisons refer to (and embed those of cosine levels with ``semantic``).
 
     Raises
     ------
     SettingsError
         A level names a column that standardisation did not produce, or applies a string method to a
-        numeric column (or the reverse).
+        numeric column (or the reverse); a cosine level without a ``semantic`` embedder.
     """
     string_names: list[str] = []
     numeric_names: list[str] = []
+    embedded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for comp in comparisons:
         for i, level in enumerate(comp.levels):
             if level.column not in prepared.columns:
@@ -91,6 +121,19 @@ def prepare_columns(prepared: pd.DataFrame, comparisons: Sequence[ComparisonSett
                     f"standardisation; available: {available}"
                 )
             numeric_column = pd.api.types.is_float_dtype(prepared[level.column].dtype)
+            if level.method in EMBEDDING_METHODS:
+                if numeric_column or semantic is None:
+                    raise SettingsError(
+                        f"comparisons.{comp.name}.levels[{i}]: method cosine needs a string column and the "
+                        f"sentence-transformers embedder ({level.column!r} is "
+                        f"{'numeric' if numeric_column else 'a string column, but no embedder was given'})"
+                    )
+                if level.column not in embedded:
+                    try:
+                        embedded[level.column] = semantic.column(prepared[level.column])
+                    except SettingsError as exc:  # name the setting that asked for the model
+                        raise SettingsError(f"comparisons.{comp.name}.levels[{i}]: {exc}") from None
+                continue
             if _is_numeric_method(level.method) != numeric_column:
                 kind = "numeric" if numeric_column else "string"
                 raise SettingsError(
@@ -110,7 +153,7 @@ def prepare_columns(prepared: pd.DataFrame, comparisons: Sequence[ComparisonSett
         nums = np.vstack([prepared[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in numeric_names])
     else:
         nums = np.zeros((0, n), dtype=np.float64)
-    return PreparedColumns(chars, offsets, np.ascontiguousarray(nums), string_names, numeric_names)
+    return PreparedColumns(chars, offsets, np.ascontiguousarray(nums), string_names, numeric_names, embedded)
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -165,7 +208,8 @@ def permute(columns: PreparedColumns, order: np.ndarray) -> PreparedColumns:
         _permuted_offsets(columns.offsets, order, new_offsets)
         _gather_strings(columns.chars, columns.offsets, order, new_offsets, chars)
     nums = np.ascontiguousarray(columns.nums[:, order])
-    return PreparedColumns(chars, new_offsets, nums, columns.string_names, columns.numeric_names)
+    embedded = {name: (codes[order], vectors) for name, (codes, vectors) in columns.embedded.items()}
+    return PreparedColumns(chars, new_offsets, nums, columns.string_names, columns.numeric_names, embedded)
 
 
 def locality_order(prepared: pd.DataFrame, columns: Sequence[str], cache: dict | None = None) -> np.ndarray | None:
@@ -193,6 +237,8 @@ def build_tables(comparisons: Sequence[ComparisonSettings], columns: PreparedCol
     level_col = np.zeros((c_count, width), dtype=np.int32)
     level_thr = np.zeros((c_count, width), dtype=np.float64)
     n_levels = np.zeros(c_count, dtype=np.int32)
+    if any(comp.uses_embeddings for comp in comparisons):
+        return _split_tables(comparisons, columns)
     for c, comp in enumerate(comparisons):
         n_levels[c] = len(comp.levels)
         for i, level in enumerate(comp.levels):
@@ -201,6 +247,33 @@ def build_tables(comparisons: Sequence[ComparisonSettings], columns: PreparedCol
             level_col[c, i] = names.index(level.column)
             level_thr[c, i] = 0.0 if level.threshold is None else float(level.threshold)
     return ComparisonTables(level_method, level_col, level_thr, n_levels, [c.name for c in comparisons])
+
+
+def _split_tables(comparisons: Sequence[ComparisonSettings], columns: PreparedColumns) -> ComparisonTables:
+    """Tables for comparisons with cosine levels: the kernel gets the other levels, in their order."""
+    n_levels = np.array([len(comp.levels) for comp in comparisons], dtype=np.int32)
+    # The kernel checks that the pattern space fits int32, but it sees only part of it.
+    if math.prod(int(v) + 2 for v in n_levels) - 1 > np.iinfo(np.int32).max:
+        raise SettingsError("comparisons: more agreement patterns than an int32 pattern id holds (the product of "
+                            "levels + 2 over comparisons); use fewer comparisons or fewer levels")
+    kernel_settings, kernel_comps, kernel_levels, cosine = [], [], [], []
+    for c, comp in enumerate(comparisons):
+        on_kernel = [i for i, lv in enumerate(comp.levels) if lv.method not in EMBEDDING_METHODS]
+        on_cosine = [i for i, lv in enumerate(comp.levels) if lv.method in EMBEDDING_METHODS]
+        if on_kernel:
+            kernel_settings.append(comp.model_copy(update={"levels": [comp.levels[i] for i in on_kernel]}))
+            kernel_comps.append(c)
+            kernel_levels.append(np.array(on_kernel, dtype=np.int64))
+        if on_cosine:
+            cosine.append((c, np.array(on_cosine, dtype=np.int64), [comp.levels[i].column for i in on_cosine],
+                           [float(comp.levels[i].threshold) for i in on_cosine]))
+    kernel = build_tables(kernel_settings, columns) if kernel_settings else None
+    width = int(n_levels.max())
+    return ComparisonTables(
+        np.zeros((len(comparisons), width), np.int8), np.zeros((len(comparisons), width), np.int32),
+        np.zeros((len(comparisons), width), np.float64), n_levels, [c.name for c in comparisons],
+        _SplitTables(kernel, kernel_comps, kernel_levels, cosine),
+    )
 
 
 def compare_in_chunks(
@@ -213,6 +286,7 @@ def compare_in_chunks(
     target: str = "cpu",
     advance: Callable[[int], None] | None = None,
     order: np.ndarray | None = None,
+    xp: Any = np,
 ) -> np.ndarray:
     """Pattern id of every pair, computed chunk by chunk.
 
@@ -227,6 +301,8 @@ def compare_in_chunks(
     order : int64[n], optional
         A record layout (:func:`locality_order`): the columns are permuted into it and the pairs renumbered
         and sorted, so the kernel's reads stay close together; patterns come back in the pairs' order.
+    xp : module, default numpy
+        Where cosine comparisons compute (``cupy`` on the GPU backend); unused without them.
 
     Returns
     -------
@@ -252,13 +328,19 @@ def compare_in_chunks(
 
         chars = cuda.to_device(chars if chars.size else np.zeros(1, dtype=np.uint8))
         offsets, nums = cuda.to_device(offsets), cuda.to_device(nums)
+        columns = replace(columns, chars=chars, offsets=offsets, nums=nums)
+    embedded = {name: (xp.asarray(codes), xp.asarray(vectors)) for name, (codes, vectors) in columns.embedded.items()}
     for start in range(0, m, chunk_size):
         stop = min(start + chunk_size, m)
-        _, pattern = compare_pairs(
-            left[start:stop], right[start:stop], chars, offsets, nums,
-            tables.level_method, tables.level_col, tables.level_thr, tables.n_levels, target=target,
-        )
-        chunk = np.asarray(pattern) if target == "cpu" else pattern.copy_to_host()
+        if tables.split is not None:
+            chunk = _patterns_with_cosine(left[start:stop], right[start:stop], columns, tables, embedded,
+                                          target=target, xp=xp)
+        else:
+            _, pattern = compare_pairs(
+                left[start:stop], right[start:stop], chars, offsets, nums,
+                tables.level_method, tables.level_col, tables.level_thr, tables.n_levels, target=target,
+            )
+            chunk = np.asarray(pattern) if target == "cpu" else pattern.copy_to_host()
         if pair_order is None:
             patterns[start:stop] = chunk
         else:
@@ -266,3 +348,46 @@ def compare_in_chunks(
         if advance is not None:
             advance(stop - start)
     return patterns
+
+
+def _patterns_with_cosine(left: np.ndarray, right: np.ndarray, columns: PreparedColumns, tables: ComparisonTables,
+                          embedded: dict[str, tuple[Any, Any]], *, target: str, xp: Any) -> np.ndarray:
+    """Pattern ids of pairs when some levels are cosine.
+
+    The kernel runs each comparison's other levels, :func:`gpucdp.semantic.cosine_gamma` its cosine levels;
+    each side's first match is mapped back to its level index in the comparison, and the earlier one wins, as
+    if one pass had walked all levels in order (no match: "else" when any level's column is present on both
+    sides, else the NULL level). Gammas are packed as the kernel packs them: ``sum_c (gamma_c + 1) * stride_c``.
+    """
+    split = tables.split
+    m = left.shape[0]
+    none = np.iinfo(np.int64).max
+    first = {c: xp.full(m, none, dtype=xp.int64) for c in range(len(tables.names))}  # first matching level
+    seen = {c: xp.zeros(m, dtype=bool) for c in range(len(tables.names))}  # some level present on both sides
+
+    def merge(c: int, gamma: Any, original: np.ndarray) -> None:
+        gamma = gamma.astype(xp.int64)
+        n_sub = original.shape[0]
+        level = xp.asarray(original)[xp.clip(n_sub - gamma, 0, n_sub - 1)]
+        first[c] = xp.minimum(first[c], xp.where(gamma > 0, level, none))
+        seen[c] |= gamma >= 0
+
+    if split.kernel is not None:
+        k = split.kernel
+        gamma, _ = compare_pairs(left, right, columns.chars, columns.offsets, columns.nums, k.level_method,
+                                 k.level_col, k.level_thr, k.n_levels, target=target)
+        gamma = xp.asarray(gamma)  # a Numba device array becomes a CuPy view on the GPU
+        for j, c in enumerate(split.kernel_comps):
+            merge(c, gamma[:, j], split.kernel_levels[j])
+    xl, xr = xp.asarray(left), xp.asarray(right)
+    for c, original, level_columns, thresholds in split.cosine:
+        gamma_c = cosine_gamma(xl, xr, [embedded[col][0] for col in level_columns],
+                               [embedded[col][1] for col in level_columns], thresholds, xp=xp)
+        merge(c, gamma_c, original)
+    strides = pattern_strides(tables.n_levels)
+    pattern = xp.zeros(m, dtype=xp.int64)
+    for c in range(len(tables.names)):
+        n_c = int(tables.n_levels[c])
+        g = xp.where(first[c] < none, n_c - first[c], xp.where(seen[c], 0, -1))
+        pattern += (g + 1) * int(strides[c])
+    return to_host(pattern.astype(xp.int32))

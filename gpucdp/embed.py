@@ -5,20 +5,26 @@ hashed into ``dim`` signed buckets, the field's sub-vector is normalised and wei
 normalised sum. Similar strings share most grams, so their vectors have a high inner product.
 
 Strings travel as Arrow buffers (:func:`pack_strings`), the same layout the comparison kernels read.
+
+A column may instead be embedded by a sentence-transformers model (:mod:`gpucdp.semantic`); with both kinds,
+:func:`embed_hybrid` joins them into one record vector for the kNN stage.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gpucdp.backend import to_host
 from gpucdp.errors import InputError, SettingsError
+from gpucdp.semantic import SemanticEmbedder
+from gpucdp.settings import KnnColumn
 
-__all__ = ["EMBED_TARGETS", "embed_records", "pack_strings"]
+__all__ = ["EMBED_TARGETS", "embed_hybrid", "embed_records", "pack_strings"]
 
 EMBED_TARGETS = ("cpu", "cuda")
 
@@ -188,6 +194,69 @@ def embed_records(
         kernels.embed_cpu(chars, offsets, weights_arr, int(dim), int(q), out)
         return out
     return _embed_cuda(kernels, chars, offsets, weights_arr, int(dim), int(q), n, xp)
+
+
+def embed_hybrid(
+    prepared: Any,
+    columns: Mapping[str, KnnColumn],
+    *,
+    dim: int = 64,
+    q: int = 3,
+    target: str = "cpu",
+    semantic: SemanticEmbedder | None = None,
+    xp: Any = np,
+    device_frame: Any = None,
+) -> Any:
+    """Record vectors for kNN blocking from n-gram and sentence-transformers columns.
+
+    Parameters
+    ----------
+    prepared : DataFrame
+        The prepared columns.
+    columns : mapping column -> KnnColumn
+        Weight and embedder of each column.
+    dim, q, target
+        As for :func:`embed_records` (the n-gram part).
+    semantic : SemanticEmbedder, optional
+        Needed when a column uses the ``sentence-transformers`` embedder.
+    xp : module, default numpy
+        Where the n-gram vectors are made (:func:`embed_records`); with semantic columns as well, the result is
+        on the host.
+    device_frame : cuDF DataFrame, optional
+        The same prepared columns on the GPU: the n-gram kernel reads its string buffers there.
+
+    Returns
+    -------
+    float32[n, D]
+        L2-normalised rows (zero where every column is missing). With n-gram columns only, exactly
+        :func:`embed_records` (``D = dim``). Otherwise the concatenation of the n-gram block (all n-gram columns
+        as one unit vector, scaled by ``sqrt`` of their summed weight) and one block per semantic column (its
+        unit vector scaled by ``sqrt(weight)``), normalised: the inner product of two records is then the
+        weighted mean of the blocks' cosines, over the blocks both records have.
+    """
+    ngram = {c: s.weight for c, s in columns.items() if s.embedder == "ngram"}
+    dense = {c: s.weight for c, s in columns.items() if s.embedder != "ngram"}
+    blocks = []
+    if ngram:
+        source = device_frame if device_frame is not None else prepared
+        vectors = embed_records([source[c] for c in ngram], list(ngram.values()), dim=dim, q=q, target=target,
+                                xp=xp)
+        if not dense:
+            return vectors
+        blocks.append(to_host(vectors) * np.float32(np.sqrt(sum(ngram.values()))))
+    if dense and semantic is None:
+        raise SettingsError(f"blocking.knn.columns {', '.join(dense)}: the sentence-transformers embedder is not "
+                            "available here; pass a SemanticEmbedder")
+    for column, weight in dense.items():
+        try:
+            vectors = semantic.record_vectors(prepared[column])
+        except SettingsError as exc:  # name the setting that asked for the model
+            raise SettingsError(f"blocking.knn.columns.{column}: {exc}") from None
+        blocks.append(vectors * np.float32(np.sqrt(weight)))
+    out = np.ascontiguousarray(np.concatenate(blocks, axis=1), dtype=np.float32)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    np.divide(out, norms, out=out, where=norms > 0)
+    return out
 
 
 def _embed_cuda(kernels: Any, chars: Any, offsets: Any, weights: np.ndarray, dim: int, q: int, n: int,

@@ -24,13 +24,14 @@ from gpucdp.arrays import cached_factorize, dense_unique
 from gpucdp.backend import Backend, get_backend
 from gpucdp.cluster import cluster_pairs
 from gpucdp.compare import build_tables, compare_in_chunks, locality_order, prepare_columns
-from gpucdp.embed import embed_records
+from gpucdp.embed import embed_hybrid
 from gpucdp.errors import InternalError, SettingsError
 from gpucdp.gpu import DeviceMemory, check_device_fits, device_bytes_per_record, rows_per_chunk
 from gpucdp.io import check_output, read_inputs, write_outputs
 from gpucdp.model import FSModel, decode, estimate_u, load_model, train_em
 from gpucdp.profiles import build_profiles
 from gpucdp.progress import Reporter, peak_rss_bytes
+from gpucdp.semantic import SemanticEmbedder
 from gpucdp.settings import CPU_KNN_MAX_RECORDS, Settings, load_settings, parse_settings, resolve_settings
 from gpucdp.standardize import standardize
 
@@ -117,6 +118,7 @@ def resolve(
     write_pairs: bool = False,
     keep_candidates: bool = False,
     reporter: Reporter | None = None,
+    semantic: SemanticEmbedder | None = None,
 ) -> ResolveResult:
     """Resolve customer records into unified profiles.
 
@@ -141,6 +143,9 @@ def resolve(
     keep_candidates : bool
         Keep the candidate pairs as record positions (input order) in ``result.extra["candidates"]`` (left,
         right int64 arrays), e.g. to score blocking against a truth without writing every pair out.
+    semantic : SemanticEmbedder, optional
+        The sentence-transformers embedder to use (default: one built from ``settings.semantic``); pass the same
+        one to several runs and no distinct value is encoded twice.
 
     Returns
     -------
@@ -206,6 +211,9 @@ def resolve(
     left_parts, right_parts = [], []
     block_counts: dict[str, Any] = {}
     codes_cache: dict[str, Any] = {}  # factorised prepared columns: key rules, layout, TF and profiles share them
+    # One sentence-transformers embedder for kNN and cosine comparisons: each distinct value is embedded once.
+    if semantic is None:
+        semantic = SemanticEmbedder(resolved.semantic, "cuda" if be.is_gpu else "cpu")
     run_knn = knn.enabled is True or (knn.enabled == "auto" and (be.is_gpu or n <= CPU_KNN_MAX_RECORDS))
     block_counts["knn"] = "run" if run_knn and knn.columns else (
         f"skipped: CPU backend and {n:,} records > {CPU_KNN_MAX_RECORDS:,} (set blocking.knn.enabled: true)"
@@ -220,12 +228,9 @@ def resolve(
                     f"blocking.knn.columns: {', '.join(missing)} do not exist after standardisation; available: "
                     f"{', '.join(sorted(prepared.columns))}"
                 )
-            source_frame = prepared_device if prepared_device is not None else prepared
-            emb = embed_records(
-                [source_frame[c] for c in knn.columns], list(knn.columns.values()), dim=knn.dim, q=knn.q,
-                target=be.kernel_target, xp=be.xp,
-            )
-            st.count(dim=knn.dim, fields=len(knn.columns))
+            emb = embed_hybrid(prepared, knn.column_specs(), dim=knn.dim, q=knn.q, target=be.kernel_target,
+                               semantic=semantic, xp=be.xp, device_frame=prepared_device)
+            st.count(dim=int(emb.shape[1]), fields=len(knn.columns))
         with report.stage("knn") as st, device.stage("knn"):
             kl, kr, _ = block_stage.knn_pairs(
                 emb, k=knn.k, min_similarity=knn.min_similarity, faiss=be.faiss, use_gpu=be.faiss_gpu,
@@ -263,7 +268,7 @@ def resolve(
 
     # ---- compare
     with report.stage("compare", total=int(left.shape[0]), unit="pairs") as st, device.stage("compare"):
-        columns_packed = prepare_columns(prepared, resolved.comparisons)
+        columns_packed = prepare_columns(prepared, resolved.comparisons, semantic)
         tables = build_tables(resolved.comparisons, columns_packed)
         names = [f.name for f in resolved.fields if f.type == "name"][::-1]  # surname first, by convention
         layout = locality_order(prepared, [f"{n}__phonetic" for n in names[:1]] + [f"{n}__canon" for n in names[1:2]],
@@ -273,7 +278,7 @@ def resolve(
             chunk_size = min(chunk_size, rows_per_chunk(device.info()[0], 8 + 8 + len(tables.names) + 4))
         patterns = compare_in_chunks(
             left, right, columns_packed, tables, chunk_size=chunk_size, target=be.kernel_target,
-            advance=st.advance, order=layout,
+            advance=st.advance, order=layout, xp=be.xp,
         )
         st.count(pairs=int(left.shape[0]), comparisons=len(resolved.comparisons))
 
@@ -287,7 +292,7 @@ def resolve(
         if fs_model is None:
             rl, rr = _random_pairs(n, resolved.model.u_pairs, source_codes, resolved.mode, resolved.model.seed)
             random_patterns = compare_in_chunks(
-                rl, rr, columns_packed, tables, chunk_size=chunk_size, target=be.kernel_target
+                rl, rr, columns_packed, tables, chunk_size=chunk_size, target=be.kernel_target, xp=be.xp,
             )
             u_random = estimate_u(random_patterns, tables.n_levels, distinct_pairs=n * (n - 1) / 2)
             if uniq.size:

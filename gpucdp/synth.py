@@ -30,6 +30,12 @@ The generative story, per chunk of records
    writes only its own formats and casing) and ``d=1`` doubles every rate. A source's own gaps follow its
    fill rates at ``d >= 0.5`` and shrink linearly to none at ``d=0``.
 
+6. **Semantic variation** (``variation="semantic"``, off by default): on top of the above, changes that
+   typos don't explain and a character n-gram embedding misses (:data:`SEMANTIC_RATES`): more nicknames,
+   apartment units spelled out ("Apartment 4", "Unit 4", "Suite 4"), address parts reordered ("Apt 4 12
+   Main St", "Main St 12"), city aliases ("NYC", "Philly", "Saint Louis"). It draws from a generator of its
+   own, so the default output does not change.
+
 Determinism: the same arguments (``chunk_size`` included) give identical output; each chunk draws from its
 own numpy generator seeded by ``(seed, chunk index)``. Everything is vectorised: sampling in numpy, strings
 with pyarrow compute, fixed-width fields (dates, phones, postcodes, ids) and typos straight on Arrow buffers.
@@ -73,6 +79,8 @@ __all__ = [
     "generate",
     "generate_frame",
     "write_dataset",
+    "VARIATIONS",
+    "SEMANTIC_RATES",
 ]
 
 SOURCES: tuple[str, ...] = ("crm", "web", "pos", "loyalty", "support")
@@ -117,6 +125,23 @@ HOUSEHOLD_RATES: dict[str, float] = {
     #                   drawn for a woman, it becomes a relative, so the effective share is about half)
     "shared_email": 0.25,  # of relatives and twins: also share the household's email
     "junior_suffix": 0.3,  # of a junior's records: surname written with " jr"
+}
+
+#: ``variation`` values: ``typos`` (the default data) or ``semantic`` (also :data:`SEMANTIC_RATES`).
+VARIATIONS: tuple[str, ...] = ("typos", "semantic")
+#: Probability of each semantic change (``variation="semantic"``), not scaled by difficulty.
+SEMANTIC_RATES: dict[str, float] = {
+    "nickname": 0.35,  # per record whose person's given name has nicknames, on top of the typo-level rate
+    "unit_word": 0.5,  # of records with an apartment unit: "Apartment 4" / "Unit 4" / "Suite 4"
+    "address_reorder": 0.25,  # unit first ("Apt 4 12 Main St"), or without a unit the number last
+    "city_alias": 0.4,  # of records in a city with a common alias (_CITY_ALIASES)
+}
+_UNIT_WORDS: tuple[str, ...] = ("Apartment ", "Unit ", "Suite ")
+_CITY_ALIASES: dict[str, str] = {
+    "New York": "NYC", "Los Angeles": "LA", "San Francisco": "SF", "Philadelphia": "Philly",
+    "Las Vegas": "Vegas", "Washington": "Washington DC", "Fort Worth": "Ft Worth", "Fort Wayne": "Ft Wayne",
+    "Saint Paul": "St Paul", "St. Louis": "Saint Louis", "St. Petersburg": "Saint Petersburg",
+    "Salt Lake City": "SLC", "Oklahoma City": "OKC", "New Orleans": "NOLA",
 }
 
 DATE_FORMATS: tuple[str, ...] = ("iso", "us", "eu", "compact")  # 1985-04-03, 04/03/1985, 03.04.1985, 19850403
@@ -595,10 +620,32 @@ def _emails(rng: np.random.Generator, pools: _Pools, first: np.ndarray, last: np
     return pa.concat_arrays(pieces).take(pa.array(inverse))
 
 
+def _semantic_address(srng: np.random.Generator, unit_number: np.ndarray, unit_no: pa.Array, unit: pa.Array,
+                      number: pa.Array, street: pa.Array, suffix: pa.Array, city: pa.Array
+                      ) -> tuple[pa.Array, pa.Array]:
+    """Address line and city with the semantic variation: unit words, reordered parts, city aliases."""
+    n = len(number)
+    has_unit = unit_number > 0
+    words = pa.array(_UNIT_WORDS, pa.string()).take(pa.array(srng.integers(0, len(_UNIT_WORDS), n)))
+    spelled = has_unit & (srng.random(n) < SEMANTIC_RATES["unit_word"])
+    unit = _where(spelled, _join(words, unit_no), unit)
+    reorder = srng.random(n) < SEMANTIC_RATES["address_reorder"]
+    line = _where(reorder & has_unit, _join(unit, number, street, suffix, sep=" "),
+                  _where(reorder, _join(street, suffix, number, sep=" "), _join(number, street, suffix, unit, sep=" ")))
+    names = pa.array(list(_CITY_ALIASES), pa.string())
+    index = pc.fill_null(pc.index_in(city, value_set=names), -1).to_numpy().astype(np.int64)
+    aliased = (index >= 0) & (srng.random(n) < SEMANTIC_RATES["city_alias"])
+    aliases = pa.array(list(_CITY_ALIASES.values()), pa.string()).take(pa.array(np.maximum(index, 0)))
+    return line, _where(aliased, aliases, city)
+
+
 def _chunk(seed: int, index: int, n: int, record_offset: int, id_width: int, people_offset: int,
-           difficulty: float, sources: tuple[str, ...]) -> tuple[pa.Table, pa.Table, int]:
+           difficulty: float, sources: tuple[str, ...], variation: str = "typos"
+           ) -> tuple[pa.Table, pa.Table, int]:
     """Generate chunk ``index``: (records table, truth table, number of people)."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
+    # The semantic variation draws from its own stream: the default stream, and so the default data, stay put.
+    srng = np.random.default_rng(np.random.SeedSequence([seed, index, 1])) if variation == "semantic" else None
     pools = _pools()
     rate = _effective(difficulty)
     gap_scale = min(1.0, 2.0 * difficulty)
@@ -697,6 +744,8 @@ def _chunk(seed: int, index: int, n: int, record_offset: int, id_width: int, peo
     nick_n = pools.nick_count[fi]
     use_nick = (nick_n > 0) & (rng.random(n) < rate["nickname"])
     nick_i = pools.nick_start[fi] + (rng.random(n) * np.maximum(nick_n, 1)).astype(np.int64)
+    if srng is not None:
+        use_nick |= (nick_n > 0) & (srng.random(n) < SEMANTIC_RATES["nickname"])
     given = pa.concat_arrays([pools.first, pools.nicknames]).take(
         pa.array(np.where(use_nick, len(pools.first) + nick_i, fi)))
     initial = pc.utf8_slice_codeunits(given, 0, 1)
@@ -719,9 +768,13 @@ def _chunk(seed: int, index: int, n: int, record_offset: int, id_width: int, peo
     unit_no = pc.cast(pa.array(addr["unit"]), pa.string())
     unit = _where(addr["unit"] > 0, _where(abbrev, _join("#", unit_no), _join("Apt ", unit_no)),
                   pa.nulls(n, pa.string()))
-    address_line = _join(pc.cast(pa.array(addr["number"]), pa.string()),
-                         pools.street.take(pa.array(addr["street"])), suffix, unit, sep=" ")
+    number = pc.cast(pa.array(addr["number"]), pa.string())
+    street = pools.street.take(pa.array(addr["street"]))
     city = pools.city.take(pa.array(addr["city"]))
+    if srng is None:
+        address_line = _join(number, street, suffix, unit, sep=" ")
+    else:
+        address_line, city = _semantic_address(srng, addr["unit"], unit_no, unit, number, street, suffix, city)
 
     postcode_digits = _digits(addr["zip"], 5)
     bad = np.flatnonzero(rng.random(n) < rate["postcode_typo"])
@@ -808,7 +861,8 @@ def _chunk(seed: int, index: int, n: int, record_offset: int, id_width: int, peo
 # ---------------------------------------------------------------------------------------------- public
 
 
-def _check(n_records: Any, seed: Any, difficulty: Any, chunk_size: Any, sources: Any) -> tuple[str, ...]:
+def _check(n_records: Any, seed: Any, difficulty: Any, chunk_size: Any, sources: Any,
+           variation: Any = "typos") -> tuple[str, ...]:
     def is_int(x: Any) -> bool:
         return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
@@ -822,6 +876,8 @@ def _check(n_records: Any, seed: Any, difficulty: Any, chunk_size: Any, sources:
             f"difficulty={difficulty!r} is invalid: pass a number from 0 (clean) to 1 (hard).")
     if not is_int(chunk_size) or chunk_size < 1:
         raise SettingsError(f"chunk_size={chunk_size!r} is invalid: pass an integer of at least 1.")
+    if variation not in VARIATIONS:
+        raise SettingsError(f"variation={variation!r} is invalid: pass one of {', '.join(VARIATIONS)}.")
     if sources is None:
         return SOURCES
     if isinstance(sources, str) or not isinstance(sources, Sequence):
@@ -836,13 +892,14 @@ def _check(n_records: Any, seed: Any, difficulty: Any, chunk_size: Any, sources:
     return chosen
 
 
-def _tables(n_records: int, seed: int, difficulty: float, chunk_size: int, sources: tuple[str, ...]
-            ) -> Iterator[tuple[pa.Table, pa.Table, int]]:
+def _tables(n_records: int, seed: int, difficulty: float, chunk_size: int, sources: tuple[str, ...],
+            variation: str = "typos") -> Iterator[tuple[pa.Table, pa.Table, int]]:
     id_width = max(9, len(str(n_records - 1)))
     done = people = index = 0
     while done < n_records:
         n = min(chunk_size, n_records - done)
-        records, truth, p = _chunk(seed, index, n, done, id_width, people, float(difficulty), sources)
+        records, truth, p = _chunk(seed, index, n, done, id_width, people, float(difficulty), sources,
+                                   variation)
         yield records, truth, p
         done, people, index = done + n, people + p, index + 1
 
@@ -852,7 +909,8 @@ def _frame(table: pa.Table) -> pd.DataFrame:
 
 
 def generate(n_records: int, *, seed: int = 0, difficulty: float = 0.5, chunk_size: int = 250_000,
-             sources: Sequence[str] | None = None) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+             sources: Sequence[str] | None = None, variation: str = "typos",
+             ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """Yield synthetic records and their truth, chunk by chunk.
 
     Parameters
@@ -867,6 +925,8 @@ def generate(n_records: int, *, seed: int = 0, difficulty: float = 0.5, chunk_si
         Records per chunk (the last may be smaller); bounds memory.
     sources : sequence of str, optional
         A subset of :data:`SOURCES` (default all); their weights are renormalised.
+    variation : {"typos", "semantic"}, default "typos"
+        ``semantic`` adds :data:`SEMANTIC_RATES` (nicknames, unit words, reordered addresses, city aliases).
 
     Yields
     ------
@@ -881,13 +941,15 @@ def generate(n_records: int, *, seed: int = 0, difficulty: float = 0.5, chunk_si
     SettingsError
         An argument is out of range; the message names it.
     """
-    chosen = _check(n_records, seed, difficulty, chunk_size, sources)
-    for records, truth, _ in _tables(int(n_records), int(seed), float(difficulty), int(chunk_size), chosen):
+    chosen = _check(n_records, seed, difficulty, chunk_size, sources, variation)
+    for records, truth, _ in _tables(int(n_records), int(seed), float(difficulty), int(chunk_size), chosen,
+                                     variation):
         yield _frame(records), _frame(truth)
 
 
 def generate_frame(n_records: int, *, seed: int = 0, difficulty: float = 0.5,
-                   sources: Sequence[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   sources: Sequence[str] | None = None, variation: str = "typos",
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """All records and truth in memory, as one chunk (for tests and demos); see :func:`generate`.
 
     Returns
@@ -899,7 +961,7 @@ def generate_frame(n_records: int, *, seed: int = 0, difficulty: float = 0.5,
     """
     chunk = n_records if isinstance(n_records, (int, np.integer)) and not isinstance(n_records, bool) else 0
     records, truth = next(generate(n_records, seed=seed, difficulty=difficulty, chunk_size=max(1, chunk),
-                                   sources=sources))
+                                   sources=sources, variation=variation))
     return records, truth
 
 
@@ -911,7 +973,8 @@ def _write_chunk(folder: Path, index: int, records: pa.Table, truth: pa.Table) -
 
 
 def write_dataset(out_dir: str | Path, n_records: int, *, seed: int = 0, difficulty: float = 0.5,
-                  chunk_size: int = 250_000, sources: Sequence[str] | None = None, overwrite: bool = False,
+                  chunk_size: int = 250_000, sources: Sequence[str] | None = None, variation: str = "typos",
+                  overwrite: bool = False,
                   progress: Callable[[int], None] | None = None) -> dict:
     """Write a synthetic dataset to Parquet, one file per chunk, atomically.
 
@@ -924,7 +987,7 @@ def write_dataset(out_dir: str | Path, n_records: int, *, seed: int = 0, difficu
     ----------
     out_dir : str or Path
         Folder to create.
-    n_records, seed, difficulty, chunk_size, sources
+    n_records, seed, difficulty, chunk_size, sources, variation
         As for :func:`generate`.
     overwrite : bool, default False
         Replace an existing ``out_dir`` (only once the new one is complete).
@@ -944,7 +1007,7 @@ def write_dataset(out_dir: str | Path, n_records: int, *, seed: int = 0, difficu
     OutputError
         ``out_dir`` exists and ``overwrite`` is false, or it cannot be written.
     """
-    chosen = _check(n_records, seed, difficulty, chunk_size, sources)
+    chosen = _check(n_records, seed, difficulty, chunk_size, sources, variation)
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise OutputError(f"output folder {str(out)!r} already exists: choose another folder or pass "
@@ -966,7 +1029,7 @@ def write_dataset(out_dir: str | Path, n_records: int, *, seed: int = 0, difficu
         with ThreadPoolExecutor(max_workers=1) as writer:
             pending = None
             for i, (records, truth, p) in enumerate(
-                    _tables(int(n_records), int(seed), float(difficulty), int(chunk_size), chosen)):
+                    _tables(int(n_records), int(seed), float(difficulty), int(chunk_size), chosen, variation)):
                 for c in pc.value_counts(records["source"]).to_pylist():
                     by_source[c["values"]] += c["counts"]
                 people += p
@@ -988,7 +1051,7 @@ def write_dataset(out_dir: str | Path, n_records: int, *, seed: int = 0, difficu
             "seconds": round(seconds, 3),
             "records_per_second": round(done / seconds, 1) if seconds > 0 else None,
             "arguments": {"n_records": int(n_records), "seed": int(seed), "difficulty": float(difficulty),
-                          "chunk_size": int(chunk_size), "sources": list(chosen)},
+                          "chunk_size": int(chunk_size), "sources": list(chosen), "variation": variation},
             "corruption_rates": dict(CORRUPTION_RATES),
             "effective_rates": _effective(float(difficulty)),
             "household_rates": dict(HOUSEHOLD_RATES),
