@@ -27,7 +27,10 @@ import pyarrow.parquet as pq
 
 from gpucdp.errors import DuplicateRecordError, InputError, OutputError
 
-__all__ = ["InputFile", "expand_inputs", "read_table", "read_inputs", "check_output", "write_outputs"]
+__all__ = [
+    "InputFile", "expand_inputs", "read_table", "read_inputs", "check_fields_have_values", "check_output",
+    "write_outputs",
+]
 
 PARQUET_SUFFIXES = {".parquet", ".pq", ".parq"}
 CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
@@ -125,13 +128,25 @@ def read_table(path: Path) -> pa.Table:
             header = next(csv.reader(fh, delimiter=delimiter), None)
         if not header:
             raise InputError(f"input {path} is empty: it has no header line")
-        return pacsv.read_csv(
+        ragged: list[int] = []
+
+        def skip_ragged(row: pacsv.InvalidRow) -> str:
+            ragged.append(row.actual_columns)  # never row.text: it holds personal data
+            return "skip"
+
+        table = pacsv.read_csv(
             path,
-            parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=skip_ragged),
             convert_options=pacsv.ConvertOptions(
                 column_types={name: pa.string() for name in header}, strings_can_be_null=True
             ),
         )
+        if ragged:
+            raise InputError(
+                f"input {path} has {len(ragged)} row(s) with a number of fields other than the header's "
+                f"{len(header)} (e.g. {ragged[0]}): fix the quoting or the delimiter ({delimiter!r} was detected)"
+            )
+        return table
     except InputError:
         raise
     except UnicodeDecodeError:
@@ -195,9 +210,10 @@ def read_inputs(
         info.rows = table.num_rows
         names = table.column_names
         if record_id not in names:
+            hint = " (one column only: is the file delimited by , ; tab or |?)" if len(names) == 1 else ""
             raise InputError(
                 f"input {info.path} has no record id column {record_id!r} (its columns: "
-                f"{', '.join(names[:15])}): rename the column or set record_id in the settings"
+                f"{', '.join(names[:15])}){hint}: rename the column or set record_id in the settings"
             )
         ids = _as_string(table.column(record_id))
         nulls = ids.null_count
@@ -245,6 +261,24 @@ def read_inputs(
     return combined, [info for info, _ in loaded]
 
 
+def check_fields_have_values(table: pa.Table, columns: Mapping[str, str]) -> None:
+    """Refuse a field that is null or blank in every record: it cannot help any match and starves the model.
+
+    ``columns`` maps field name → column of ``table`` (as :func:`read_inputs` returned it).
+    """
+    for fname, column in columns.items():
+        values = table.column(column)
+        if pa.types.is_large_string(values.type) or pa.types.is_string(values.type):
+            present = pc.sum(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(values)), 0)).as_py() or 0
+        else:
+            present = len(values) - values.null_count
+        if present == 0:
+            raise InputError(
+                f"column {column!r} (field {fname}) is empty in every record of every input: fix the input, or "
+                "drop the field (remove the column, or list the other fields in a settings file)"
+            )
+
+
 def _check_unique_ids(table: pa.Table, files: list[InputFile]) -> None:
     keys = pd.DataFrame({
         "source": table.column(SOURCE).to_numpy(zero_copy_only=False),
@@ -268,7 +302,7 @@ def check_output(out: str | os.PathLike, overwrite: bool) -> Path:
     if out.exists() and not overwrite:
         raise OutputError(f"output folder {out} already exists: choose another or pass --overwrite")
     if out.exists() and not out.is_dir():
-        raise OutputError(f"output path {out} exists and is not a folder")
+        raise OutputError(f"output path {out} exists and is not a folder: choose another --out")
     parent = out.resolve().parent
     if not parent.exists():
         raise OutputError(f"the parent folder of {out} does not exist: create {parent} first")

@@ -26,7 +26,7 @@ from gpucdp.cluster import cluster_pairs
 from gpucdp.compare import build_tables, compare_in_chunks, locality_order, prepare_columns
 from gpucdp.embed import embed_records
 from gpucdp.errors import InternalError, SettingsError
-from gpucdp.io import check_output, read_inputs, write_outputs
+from gpucdp.io import check_fields_have_values, check_output, read_inputs, write_outputs
 from gpucdp.model import FSModel, decode, estimate_u, load_model, train_em
 from gpucdp.profiles import build_profiles
 from gpucdp.progress import Reporter, peak_rss_bytes
@@ -164,10 +164,9 @@ def resolve(
         columns = [c for c in table.column_names if c not in ("record_id", "source")]
         resolved, unused = resolve_settings(settings, columns)
         n = table.num_rows
-        frame = pd.DataFrame({
-            f.name: table.column(f.name if fields_given else f.input_column).to_pandas()
-            for f in resolved.fields
-        })
+        field_columns = {f.name: f.name if fields_given else f.input_column for f in resolved.fields}
+        check_fields_have_values(table, field_columns)
+        frame = pd.DataFrame({name: table.column(column).to_pandas() for name, column in field_columns.items()})
         record_id = table.column("record_id").to_numpy(zero_copy_only=False)
         source = table.column("source").to_numpy(zero_copy_only=False)
         source_codes, source_names = pd.factorize(source)
