@@ -296,9 +296,41 @@ def _check_unique_ids(table: pa.Table, files: list[InputFile]) -> None:
 
 # ------------------------------------------------------------------------------------------------- outputs
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _recover_interrupted(out: Path) -> None:
+    """Tidy what a killed run of :func:`write_outputs` left next to ``out``.
+
+    A run writes ``.NAME.tmp-PID`` and, while swapping, moves the previous outputs to ``.NAME.old-PID``. When
+    PID is gone, its temp folder is deleted, and its ``old`` folder is put back if ``out`` is missing (the run
+    died between the two renames) or deleted otherwise. Folders of live processes are left alone.
+    """
+    parent = out.parent
+    if not parent.is_dir():
+        return
+    for kind in ("tmp", "old"):
+        for path in sorted(parent.glob(f".{glob.escape(out.name)}.{kind}-*")):
+            pid = path.name.rsplit("-", 1)[1]
+            if not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
+                continue
+            if kind == "old" and not out.exists():
+                os.replace(path, out)
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+
+
 def check_output(out: str | os.PathLike, overwrite: bool) -> Path:
     """Fail early when the output folder cannot be used, before any heavy work."""
     out = Path(out)
+    _recover_interrupted(out)
     if out.exists() and not overwrite:
         raise OutputError(f"output folder {out} already exists: choose another or pass --overwrite")
     if out.exists() and not out.is_dir():

@@ -7,12 +7,14 @@ did in the manifest.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import platform
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -144,6 +146,7 @@ def resolve(
     settings = _coerce_settings(settings)
     be = backend if isinstance(backend, Backend) else get_backend(backend)
     report = reporter or Reporter(quiet=quiet)
+    _pause_for_tests(report)
     if out is not None:
         check_output(out, overwrite)
     fs_model = load_model(model) if isinstance(model, (str, os.PathLike)) else model
@@ -366,6 +369,28 @@ def resolve(
         pairs=pairs_table.to_pandas() if pairs_table is not None else None,
         out=Path(out) if out is not None else None,
     )
+
+
+def _pause_for_tests(report: Reporter) -> None:
+    """Test hook: with GPUCDP_TEST_PAUSE_AT=STAGE:MARKER, write MARKER and sleep at the start of STAGE.
+
+    tests/test_interrupt.py uses it to kill a run at a known stage; it does nothing when the variable is unset.
+    """
+    spec = os.environ.get("GPUCDP_TEST_PAUSE_AT")
+    if not spec:
+        return
+    stage_name, marker = spec.split(":", 1)
+    inner = report.stage
+
+    @contextlib.contextmanager
+    def stage(name: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        if name == stage_name:
+            Path(marker).write_text(name)
+            time.sleep(3600)
+        with inner(name, *args, **kwargs) as handle:
+            yield handle
+
+    report.stage = stage  # type: ignore[method-assign]
 
 
 def _check_membership(membership: pa.Table, n: int) -> None:
