@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 from typing import Sequence
 
-from gpucdp.errors import EXIT_INTERNAL, EXIT_OK, GpucdpError, InputError, OutputError
+from gpucdp.errors import EXIT_INTERNAL, EXIT_OK, GpucdpError, InputError, InternalError, OutputError
 
 __all__ = ["main"]
 
@@ -180,6 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
+    except InternalError as exc:
+        traceback.print_exc()
+        print(f"gpucdp {args.command}: internal error: {exc} (a bug in gpucdp; please report it with the traceback "
+              "above)", file=sys.stderr)
+        return exc.exit_code
     except GpucdpError as exc:
         print(f"gpucdp {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code

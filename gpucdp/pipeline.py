@@ -19,6 +19,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 import gpucdp
 from gpucdp import block as block_stage
@@ -315,7 +316,7 @@ def resolve(
             record_id, source, prepared, resolved.fields, clusters.labels, clusters.record_probability,
             clusters.oversized, codes_cache,
         )
-        _check_membership(membership, n)
+        _check_membership(membership, profiles, record_id, source)
         st.count(profiles=profiles.num_rows)
 
     pairs_table = None
@@ -393,9 +394,23 @@ def _pause_for_tests(report: Reporter) -> None:
     report.stage = stage  # type: ignore[method-assign]
 
 
-def _check_membership(membership: pa.Table, n: int) -> None:
-    """Every input record appears exactly once in membership: checked on every run, not only in tests."""
+def _check_membership(membership: pa.Table, profiles: pa.Table, record_id: np.ndarray, source: np.ndarray) -> None:
+    """Every input record appears exactly once in membership, in a profile that exists: checked on every run.
+
+    Membership is in input order, so "exactly once" is "row i is input record i" for every i.
+    """
+    n = record_id.shape[0]
     if membership.num_rows != n:
         raise InternalError(f"membership has {membership.num_rows} rows for {n} input records")
+    for name, expected in (("record_id", record_id), ("source", source)):
+        got = membership.column(name).to_numpy(zero_copy_only=False)
+        wrong = np.flatnonzero(got != expected)
+        if wrong.size:
+            raise InternalError(f"membership row {int(wrong[0])} is not input record {int(wrong[0])} ({name} differs; "
+                                f"{wrong.size} rows wrong)")
     if membership.column("profile_id").null_count:
         raise InternalError("a record has no profile id")
+    known = pc.is_in(membership.column("profile_id"), value_set=profiles.column("profile_id").combine_chunks())
+    if not pc.all(known).as_py() or pc.sum(profiles.column("record_count")).as_py() != n:
+        raise InternalError("membership and profiles disagree: a record points at a missing profile, or record "
+                            "counts do not add up to the input")
