@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="a trained model.json to reuse (skips training)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--write-pairs", action="store_true", help="also write the scored candidate pairs")
+    p.add_argument("--memory-limit", help="peak host memory to stay within, e.g. 8GB or 512MiB (default: what "
+                   "is available); a run that cannot fit stops early with exit 2")
     p.add_argument("--quiet", action="store_true", help="no progress bars or summary")
 
     p = sub.add_parser("demo", help="generate synthetic records, resolve them and score the result")
@@ -75,7 +77,7 @@ def _cmd_resolve(args: argparse.Namespace) -> int:
 
     result = resolve(
         args.inputs, settings=args.settings, out=args.out, backend=args.backend, model=args.model,
-        overwrite=args.overwrite, quiet=args.quiet, write_pairs=args.write_pairs,
+        overwrite=args.overwrite, quiet=args.quiet, write_pairs=args.write_pairs, memory_limit=args.memory_limit,
     )
     if not args.quiet:
         _console().print(

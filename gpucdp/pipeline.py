@@ -29,6 +29,7 @@ from gpucdp.cluster import cluster_pairs
 from gpucdp.compare import build_tables, compare_in_chunks, locality_order, prepare_columns
 from gpucdp.embed import embed_records
 from gpucdp.errors import InternalError, SettingsError
+from gpucdp import memory
 from gpucdp.io import check_fields_have_values, check_output, read_inputs, write_outputs
 from gpucdp.model import FSModel, decode, estimate_u, load_model, train_em
 from gpucdp.profiles import build_profiles
@@ -118,6 +119,7 @@ def resolve(
     quiet: bool = True,
     write_pairs: bool = False,
     reporter: Reporter | None = None,
+    memory_limit: str | int | None = None,
 ) -> ResolveResult:
     """Resolve customer records into unified profiles.
 
@@ -139,6 +141,9 @@ def resolve(
         No progress bars or summary table.
     write_pairs : bool
         Also return (and write) the scored candidate pairs.
+    memory_limit : str, int or None
+        Peak host memory the run may use (``"8GB"``, ``"512MiB"``, bytes); None: the memory available at the
+        start. Heavy stages check their estimate first and stop with MemoryBudgetError (see gpucdp.memory).
 
     Returns
     -------
@@ -147,6 +152,7 @@ def resolve(
     settings = _coerce_settings(settings)
     be = backend if isinstance(backend, Backend) else get_backend(backend)
     report = reporter or Reporter(quiet=quiet)
+    budget = memory.Budget.create(memory_limit)
     _pause_for_tests(report)
     if out is not None:
         check_output(out, overwrite)
@@ -225,6 +231,7 @@ def resolve(
             st.count(pairs=int(kl.shape[0]))
     with report.stage("block") as st:
         rule_stats = []
+        raw_pairs = 0
         for rule in resolved.blocking.rules or []:
             missing = [c for c in rule if c not in prepared.columns]
             if missing:
@@ -233,6 +240,12 @@ def resolve(
                     f"{', '.join(sorted(prepared.columns))}"
                 )
             codes = block_stage.key_codes(prepared, rule, cache=codes_cache)
+            pairs = memory.rule_pairs(codes, resolved.blocking.max_block_size)
+            raw_pairs += pairs
+            budget.check("block", raw_pairs * memory.BLOCK_BYTES_PER_PAIR,
+                         f"raise --memory-limit, lower blocking.max_block_size (now "
+                         f"{resolved.blocking.max_block_size}) or drop a key rule (rule {rule} alone makes "
+                         f"{pairs:,} pairs)", raw_pairs=raw_pairs)
             rl, rr, stats = block_stage.key_pairs(codes, resolved.blocking.max_block_size, canonical=False)
             left_parts.append(rl)
             right_parts.append(rr)
@@ -253,14 +266,27 @@ def resolve(
         names = [f.name for f in resolved.fields if f.type == "name"][::-1]  # surname first, by convention
         layout = locality_order(prepared, [f"{n}__phonetic" for n in names[:1]] + [f"{n}__canon" for n in names[1:2]],
                                 cache=codes_cache)
+        m = int(left.shape[0])
+        column_bytes = columns_packed.chars.nbytes + columns_packed.offsets.nbytes + columns_packed.nums.nbytes
+        chunk_size = budget.chunk_size(
+            "compare", fixed=m * memory.COMPARE_BYTES_PER_PAIR + column_bytes,
+            per_item=memory.COMPARE_CHUNK_BYTES_PER_PAIR + len(resolved.comparisons),
+            preferred=resolved.chunk_size, minimum=1_000,
+            advice="raise --memory-limit, or make fewer candidate pairs: lower blocking.max_block_size (now "
+                   f"{resolved.blocking.max_block_size}), drop a key rule or lower blocking.knn.k",
+            candidate_pairs=m, column_bytes=column_bytes)
         patterns = compare_in_chunks(
-            left, right, columns_packed, tables, chunk_size=resolved.chunk_size, target=be.kernel_target,
+            left, right, columns_packed, tables, chunk_size=chunk_size, target=be.kernel_target,
             advance=st.advance, order=layout,
         )
         st.count(pairs=int(left.shape[0]), comparisons=len(resolved.comparisons))
 
     # ---- model
     with report.stage("model") as st:
+        budget.check("model", m * memory.MODEL_BYTES_PER_PAIR
+                     + (resolved.model.u_pairs * memory.MODEL_BYTES_PER_RANDOM_PAIR if fs_model is None else 0),
+                     f"raise --memory-limit, lower model.u_pairs (now {resolved.model.u_pairs:,}) or make fewer "
+                     "candidate pairs (blocking.max_block_size, key rules)", candidate_pairs=m)
         space = int(np.prod(tables.n_levels.astype(np.int64) + 2))
         if space <= 1 << 24:
             uniq, inverse, counts = dense_unique(patterns, space)
@@ -269,7 +295,7 @@ def resolve(
         if fs_model is None:
             rl, rr = _random_pairs(n, resolved.model.u_pairs, source_codes, resolved.mode, resolved.model.seed)
             random_patterns = compare_in_chunks(
-                rl, rr, columns_packed, tables, chunk_size=resolved.chunk_size, target=be.kernel_target
+                rl, rr, columns_packed, tables, chunk_size=chunk_size, target=be.kernel_target
             )
             u_random = estimate_u(random_patterns, tables.n_levels, distinct_pairs=n * (n - 1) / 2)
             if uniq.size:
@@ -312,6 +338,9 @@ def resolve(
 
     # ---- profiles
     with report.stage("profiles") as st:
+        budget.check("profiles", n * (len(resolved.fields) * memory.PROFILE_BYTES_PER_VALUE
+                                      + memory.PROFILE_BYTES_PER_RECORD),
+                     "raise --memory-limit, or resolve fewer records or fewer fields in one run", records=n)
         profiles, membership = build_profiles(
             record_id, source, prepared, resolved.fields, clusters.labels, clusters.record_probability,
             clusters.oversized, codes_cache,
@@ -349,6 +378,7 @@ def resolve(
         "cluster": clusters.stats,
         "profiles": profiles.num_rows,
         "stages": report.stages,
+        "memory": budget.describe(),
         "peak_rss_bytes": peak_rss_bytes(),
     }
     if out is not None:
