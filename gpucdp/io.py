@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -29,7 +30,7 @@ from gpucdp.errors import DuplicateRecordError, InputError, OutputError
 
 __all__ = [
     "InputFile", "expand_inputs", "read_table", "read_inputs", "check_fields_have_values", "check_output",
-    "write_outputs",
+    "write_outputs", "keyed_record_hashes",
 ]
 
 PARQUET_SUFFIXES = {".parquet", ".pq", ".parq"}
@@ -153,6 +154,8 @@ def read_table(path: Path) -> pa.Table:
         raise InputError(f"input {path} is not UTF-8 text: re-encode it to UTF-8") from None
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if first.startswith("CSV parse error"):  # "CSV parse error: what: the row's text", the row is personal
+            first = ": ".join(first.split(": ")[:2])
         raise InputError(f"input {path} cannot be read as {'Parquet' if suffix in PARQUET_SUFFIXES else 'CSV'}: {first}") from None
 
 
@@ -386,6 +389,19 @@ def write_outputs(
         raise
     shutil.rmtree(old, ignore_errors=True)
     return written
+
+
+def keyed_record_hashes(source: np.ndarray, record_id: np.ndarray, key: bytes) -> np.ndarray:
+    """A keyed hash of each record's ``(source, record_id)``: ``"h"`` + 32 hex digits (object[n]).
+
+    BLAKE2b in keyed mode (a MAC): without the key, a hash cannot be linked back to a record id, not even by
+    trying every possible id, and two outputs written with different keys cannot be joined.
+    """
+    key = hashlib.blake2b(key, digest_size=32, person=b"gpucdp-pairs").digest()
+    return np.array([
+        "h" + hashlib.blake2b(f"{s}\x1f{r}".encode("utf-8"), key=key, digest_size=16).hexdigest()
+        for s, r in zip(source.tolist(), record_id.tolist())
+    ], dtype=object)
 
 
 def _json_default(value: Any) -> Any:

@@ -11,6 +11,7 @@ import contextlib
 import datetime as _dt
 import os
 import platform
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from gpucdp.compare import build_tables, compare_in_chunks, locality_order, prep
 from gpucdp.embed import embed_records
 from gpucdp.errors import InternalError, SettingsError
 from gpucdp import memory
-from gpucdp.io import check_fields_have_values, check_output, read_inputs, write_outputs
+from gpucdp.io import check_fields_have_values, check_output, keyed_record_hashes, read_inputs, write_outputs
 from gpucdp.model import FSModel, decode, estimate_u, load_model, train_em
 from gpucdp.profiles import build_profiles
 from gpucdp.progress import Reporter, peak_rss_bytes
@@ -120,6 +121,8 @@ def resolve(
     write_pairs: bool = False,
     reporter: Reporter | None = None,
     memory_limit: str | int | None = None,
+    hash_pairs: bool = False,
+    hash_key: str | bytes | None = None,
 ) -> ResolveResult:
     """Resolve customer records into unified profiles.
 
@@ -144,6 +147,12 @@ def resolve(
     memory_limit : str, int or None
         Peak host memory the run may use (``"8GB"``, ``"512MiB"``, bytes); None: the memory available at the
         start. Heavy stages check their estimate first and stop with MemoryBudgetError (see gpucdp.memory).
+    hash_pairs : bool
+        In the scored pairs, replace each record id by a keyed hash of (source, record id)
+        (:func:`gpucdp.io.keyed_record_hashes`), so the pairs can be shared without the ids.
+    hash_key : str, bytes or None
+        The key of those hashes. Given, the same record gets the same hash in every run with that key; None
+        uses a random key that is never stored, so the hashes of one run cannot be linked to any other.
 
     Returns
     -------
@@ -350,10 +359,14 @@ def resolve(
 
     pairs_table = None
     if write_pairs:
+        ids = record_id
+        if hash_pairs:
+            key = hash_key.encode("utf-8") if isinstance(hash_key, str) else hash_key or secrets.token_bytes(32)
+            ids = keyed_record_hashes(source, record_id, key)
         pairs_table = pa.table({
-            "left_record_id": pa.array(record_id[left], pa.string()),
+            "left_record_id": pa.array(ids[left], pa.string()),
             "left_source": pa.array(source[left], pa.string()),
-            "right_record_id": pa.array(record_id[right], pa.string()),
+            "right_record_id": pa.array(ids[right], pa.string()),
             "right_source": pa.array(source[right], pa.string()),
             "pattern": pa.array(patterns, pa.int32()),
             "match_weight": pa.array(weights, pa.float64()),
@@ -379,6 +392,8 @@ def resolve(
         "profiles": profiles.num_rows,
         "stages": report.stages,
         "memory": budget.describe(),
+        "pairs_record_ids": None if not write_pairs else "raw" if not hash_pairs else (
+            "keyed hash, user key" if hash_key is not None else "keyed hash, random key not stored"),
         "peak_rss_bytes": peak_rss_bytes(),
     }
     if out is not None:
