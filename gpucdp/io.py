@@ -259,7 +259,8 @@ def read_inputs(
                 )
     combined = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
     if combined.num_rows == 0:
-        raise InputError("the inputs hold no records: every input file is empty")
+        names = ", ".join(str(info.path) for info, _ in loaded[:3]) + (" …" if len(loaded) > 3 else "")
+        raise InputError(f"the inputs hold no records: {names} have a header but no rows; give files with records")
     _check_unique_ids(combined, [info for info, _ in loaded])
     return combined, [info for info, _ in loaded]
 

@@ -24,13 +24,13 @@ import pyarrow.compute as pc
 
 import gpucdp
 from gpucdp import block as block_stage
+from gpucdp import memory
 from gpucdp.arrays import cached_factorize, dense_unique
 from gpucdp.backend import Backend, get_backend
 from gpucdp.cluster import cluster_pairs
 from gpucdp.compare import build_tables, compare_in_chunks, locality_order, prepare_columns
 from gpucdp.embed import embed_records
 from gpucdp.errors import InternalError, SettingsError
-from gpucdp import memory
 from gpucdp.io import check_fields_have_values, check_output, keyed_record_hashes, read_inputs, write_outputs
 from gpucdp.model import FSModel, decode, estimate_u, load_model, train_em
 from gpucdp.profiles import build_profiles
@@ -275,15 +275,16 @@ def resolve(
         names = [f.name for f in resolved.fields if f.type == "name"][::-1]  # surname first, by convention
         layout = locality_order(prepared, [f"{n}__phonetic" for n in names[:1]] + [f"{n}__canon" for n in names[1:2]],
                                 cache=codes_cache)
-        m = int(left.shape[0])
+        n_pairs = int(left.shape[0])
         column_bytes = columns_packed.chars.nbytes + columns_packed.offsets.nbytes + columns_packed.nums.nbytes
         chunk_size = budget.chunk_size(
-            "compare", fixed=m * memory.COMPARE_BYTES_PER_PAIR + column_bytes,
+            "compare", fixed=n_pairs * memory.COMPARE_BYTES_PER_PAIR + column_bytes,
             per_item=memory.COMPARE_CHUNK_BYTES_PER_PAIR + len(resolved.comparisons),
-            preferred=resolved.chunk_size, minimum=1_000,
+            # no chunk needs to be longer than the candidate or random pairs it holds
+            preferred=min(resolved.chunk_size, max(n_pairs, resolved.model.u_pairs)), minimum=1_000,
             advice="raise --memory-limit, or make fewer candidate pairs: lower blocking.max_block_size (now "
                    f"{resolved.blocking.max_block_size}), drop a key rule or lower blocking.knn.k",
-            candidate_pairs=m, column_bytes=column_bytes)
+            candidate_pairs=n_pairs, column_bytes=column_bytes)
         patterns = compare_in_chunks(
             left, right, columns_packed, tables, chunk_size=chunk_size, target=be.kernel_target,
             advance=st.advance, order=layout,
@@ -292,10 +293,10 @@ def resolve(
 
     # ---- model
     with report.stage("model") as st:
-        budget.check("model", m * memory.MODEL_BYTES_PER_PAIR
+        budget.check("model", n_pairs * memory.MODEL_BYTES_PER_PAIR
                      + (resolved.model.u_pairs * memory.MODEL_BYTES_PER_RANDOM_PAIR if fs_model is None else 0),
                      f"raise --memory-limit, lower model.u_pairs (now {resolved.model.u_pairs:,}) or make fewer "
-                     "candidate pairs (blocking.max_block_size, key rules)", candidate_pairs=m)
+                     "candidate pairs (blocking.max_block_size, key rules)", candidate_pairs=n_pairs)
         space = int(np.prod(tables.n_levels.astype(np.int64) + 2))
         if space <= 1 << 24:
             uniq, inverse, counts = dense_unique(patterns, space)

@@ -82,7 +82,7 @@ CASES = {
     "duplicate_across_files_of_one_source": (lambda t: [_folder(t, "crm", {"a.csv": GOOD, "b.csv": GOOD})],
                                              ["crm/1", "unique within a source"]),
     "empty_file": (lambda t: [_write(t, "in.csv", "")], ["in.csv", "is empty", "no header line"]),
-    "header_only": (lambda t: [_write(t, "in.csv", "record_id,first_name\n")], ["hold no records"]),
+    "header_only": (lambda t: [_write(t, "in.csv", "record_id,first_name\n")], ["hold no records", "in.csv"]),
     "all_null_field": (lambda t: [_write(t, "in.csv", "record_id,first_name,last_name\n1,Ann,\n2,Bob, \n")],
                        ["column 'last_name'", "empty in every record", "drop the field"]),
     "no_usable_column": (lambda t: [_write(t, "in.csv", "record_id,colour\n1,red\n")],
