@@ -14,7 +14,15 @@ import traceback
 from pathlib import Path
 from typing import Sequence
 
-from gpucdp.errors import EXIT_INTERNAL, EXIT_OK, GpucdpError, InputError, InternalError, OutputError, SettingsError
+from gpucdp.errors import (
+    EXIT_INTERNAL,
+    EXIT_OK,
+    GpucdpError,
+    InputError,
+    InternalError,
+    OutputError,
+    SettingsError,
+)
 
 __all__ = ["main"]
 

@@ -400,7 +400,7 @@ def keyed_record_hashes(source: np.ndarray, record_id: np.ndarray, key: bytes) -
     """
     key = hashlib.blake2b(key, digest_size=32, person=b"gpucdp-pairs").digest()
     return np.array([
-        "h" + hashlib.blake2b(f"{s}\x1f{r}".encode("utf-8"), key=key, digest_size=16).hexdigest()
+        "h" + hashlib.blake2b(f"{s}\x1f{r}".encode(), key=key, digest_size=16).hexdigest()
         for s, r in zip(source.tolist(), record_id.tolist())
     ], dtype=object)
 

@@ -120,7 +120,7 @@ class Budget:
     estimates: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, memory_limit: str | int | None) -> "Budget":
+    def create(cls, memory_limit: str | int | None) -> Budget:
         """The budget for a run: ``memory_limit`` if given, else this process's RSS plus available memory."""
         if memory_limit is not None:
             return cls(parse_size(memory_limit), "--memory-limit")
