@@ -156,7 +156,11 @@ def read_table(path: Path) -> pa.Table:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if first.startswith("CSV parse error"):  # "CSV parse error: what: the row's text", the row is personal
             first = ": ".join(first.split(": ")[:2])
-        raise InputError(f"input {path} cannot be read as {'Parquet' if suffix in PARQUET_SUFFIXES else 'CSV'}: {first}") from None
+        kind = "Parquet" if suffix in PARQUET_SUFFIXES else "CSV"
+        raise InputError(
+            f"input {path} cannot be read as {kind} ({first}): check that the file is complete and is {kind}, or "
+            "export it again"
+        ) from None
 
 
 def _as_string(column: pa.ChunkedArray) -> pa.ChunkedArray:

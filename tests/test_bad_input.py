@@ -64,9 +64,9 @@ def _good_parquet(tmp_path: Path) -> bytes:
 
 CASES = {
     "corrupt_parquet": (lambda t: [_write(t, "in.parquet", b"PAR1 not really parquet at all PAR1")],
-                        ["in.parquet", "cannot be read as Parquet"]),
+                        ["in.parquet", "cannot be read as Parquet", "export it again"]),
     "truncated_parquet": (lambda t: [_write(t, "in.parquet", _good_parquet(t)[:300])],
-                          ["in.parquet", "cannot be read as Parquet"]),
+                          ["in.parquet", "cannot be read as Parquet", "export it again"]),
     "wrong_delimiter": (lambda t: [_write(t, "in.csv", GOOD.replace(",", " "))],
                         ["in.csv", "'record_id'", "delimited by"]),
     "latin1_csv": (lambda t: [_write(t, "in.csv", "record_id,first_name\n1,Jos\xe9\n".encode("latin-1"))],
