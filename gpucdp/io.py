@@ -14,6 +14,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,32 +130,27 @@ def read_table(path: Path) -> pa.Table:
             header = next(csv.reader(fh, delimiter=delimiter), None)
         if not header:
             raise InputError(f"input {path} is empty: it has no header line")
-        ragged: list[int] = []
-
-        def skip_ragged(row: pacsv.InvalidRow) -> str:
-            ragged.append(row.actual_columns)  # never row.text: it holds personal data
-            return "skip"
-
-        table = pacsv.read_csv(
+        return pacsv.read_csv(
             path,
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=skip_ragged),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter),
             convert_options=pacsv.ConvertOptions(
                 column_types={name: pa.string() for name in header}, strings_can_be_null=True
             ),
         )
-        if ragged:
-            raise InputError(
-                f"input {path} has {len(ragged)} row(s) with a number of fields other than the header's "
-                f"{len(header)} (e.g. {ragged[0]}): fix the quoting or the delimiter ({delimiter!r} was detected)"
-            )
-        return table
     except InputError:
         raise
     except UnicodeDecodeError:
         raise InputError(f"input {path} is not UTF-8 text: re-encode it to UTF-8") from None
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if first.startswith("CSV parse error"):  # "CSV parse error: what: the row's text", the row is personal
+        # Arrow quotes the offending row ("CSV parse error: Expected 3 columns, got 2: <row>"): personal data
+        ragged = re.match(r"CSV parse error: Expected (\d+) columns, got (\d+)", first)
+        if ragged:
+            raise InputError(
+                f"input {path} has a row with {ragged.group(2)} fields where the header has {ragged.group(1)}: "
+                f"fix the quoting or the delimiter ({delimiter!r} was detected)"
+            ) from None
+        if first.startswith("CSV parse error"):
             first = ": ".join(first.split(": ")[:2])
         kind = "Parquet" if suffix in PARQUET_SUFFIXES else "CSV"
         raise InputError(

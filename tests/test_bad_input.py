@@ -72,7 +72,7 @@ CASES = {
     "latin1_csv": (lambda t: [_write(t, "in.csv", "record_id,first_name\n1,Jos\xe9\n".encode("latin-1"))],
                    ["in.csv", "not UTF-8", "iconv"]),
     "ragged_csv": (lambda t: [_write(t, "in.csv", GOOD + "3,Cy\n4,Di,Lo,di@x.com,extra\n")],
-                   ["in.csv", "2 row(s)", "header's 4", "quoting or the delimiter"]),
+                   ["in.csv", "a row with 2 fields where the header has 4", "quoting or the delimiter"]),
     "no_record_id_column": (lambda t: [_write(t, "in.csv", GOOD.replace("record_id", "id"))],
                             ["in.csv", "no record id column 'record_id'", "set record_id in the settings"]),
     "null_record_id": (lambda t: [_write(t, "in.csv", GOOD + ",Cy,Li,cy@x.com\n")],
