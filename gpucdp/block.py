@@ -16,7 +16,7 @@ Only :mod:`gpucdp.backend` imports GPU libraries: the caller passes the ``faiss`
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numba
@@ -217,8 +217,8 @@ def key_codes(frame: Any, columns: Sequence[str], cache: dict | None = None) -> 
     return codes
 
 
-def key_pairs(codes: np.ndarray, max_block_size: int, *,
-              canonical: bool = True) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+def key_pairs(codes: np.ndarray, max_block_size: int, *, canonical: bool = True,
+              before_pairs: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """All pairs of records inside each block of an exact key, skipping blocks that are too large.
 
     Parameters
@@ -228,6 +228,8 @@ def key_pairs(codes: np.ndarray, max_block_size: int, *,
     max_block_size : int >= 2
         Blocks with more records are skipped: their all-pairs would swamp the comparison stage and such
         popular keys (a shared family phone, a placeholder email) are weak evidence anyway.
+    before_pairs : callable, optional
+        Called with the number of pairs the rule will make, before they are made (a memory check may refuse).
 
     Returns
     -------
@@ -243,6 +245,9 @@ def key_pairs(codes: np.ndarray, max_block_size: int, *,
     members, starts, sizes = _group(codes)
     oversized = sizes > max_block_size
     used = (sizes >= 2) & ~oversized
+    if before_pairs is not None:
+        used_sizes = sizes[used].astype(np.int64)
+        before_pairs(int((used_sizes * (used_sizes - 1) // 2).sum()))
     left, right = _pairs_within(members, starts[used], sizes[used])
     if canonical:
         left, right = canonical_pairs(left, right)

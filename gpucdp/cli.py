@@ -7,13 +7,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Sequence
 
-from gpucdp.errors import EXIT_INTERNAL, EXIT_OK, GpucdpError, InputError, OutputError
+from gpucdp.errors import (
+    EXIT_INTERNAL,
+    EXIT_OK,
+    GpucdpError,
+    InputError,
+    InternalError,
+    OutputError,
+    SettingsError,
+)
 
 __all__ = ["main"]
 
@@ -35,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="a trained model.json to reuse (skips training)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--write-pairs", action="store_true", help="also write the scored candidate pairs")
+    p.add_argument("--hash-pairs", action="store_true",
+                   help="with --write-pairs: keyed hashes instead of record ids in pairs.parquet")
+    p.add_argument("--hash-key", default=os.environ.get("GPUCDP_HASH_KEY"),
+                   help="key of those hashes, for hashes stable across runs (default: $GPUCDP_HASH_KEY, else a "
+                   "random key per run, never stored)")
+    p.add_argument("--memory-limit", help="peak host memory to stay within, e.g. 8GB or 512MiB (default: what "
+                   "is available); a run that cannot fit stops early with exit 2")
     p.add_argument("--quiet", action="store_true", help="no progress bars or summary")
 
     p = sub.add_parser("demo", help="generate synthetic records, resolve them and score the result")
@@ -75,9 +91,13 @@ def _console():
 def _cmd_resolve(args: argparse.Namespace) -> int:
     from gpucdp.pipeline import resolve
 
+    if args.hash_pairs and not args.write_pairs:
+        raise SettingsError("--hash-pairs only changes pairs.parquet: add --write-pairs, or drop --hash-pairs")
+
     result = resolve(
         args.inputs, settings=args.settings, out=args.out, backend=args.backend, model=args.model,
-        overwrite=args.overwrite, quiet=args.quiet, write_pairs=args.write_pairs,
+        overwrite=args.overwrite, quiet=args.quiet, write_pairs=args.write_pairs, memory_limit=args.memory_limit,
+        hash_pairs=args.hash_pairs, hash_key=args.hash_key,
     )
     if not args.quiet:
         _console().print(
@@ -184,6 +204,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
+    except InternalError as exc:
+        traceback.print_exc()
+        print(f"gpucdp {args.command}: internal error: {exc} (a bug in gpucdp; please report it with the traceback "
+              "above)", file=sys.stderr)
+        return exc.exit_code
     except GpucdpError as exc:
         print(f"gpucdp {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -194,8 +219,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gpucdp {args.command}: error: out of memory; use a machine with more memory or smaller inputs",
               file=sys.stderr)
         return EXIT_INTERNAL
-    except Exception:  # noqa: BLE001 - a bug: show the traceback, exit with the internal-error code
-        traceback.print_exc()
+    except Exception as exc:  # noqa: BLE001 - a bug: show the traceback, exit with the internal-error code
+        # A library's message can quote a value of the data (a name, an email): shown only when asked for.
+        if os.environ.get("GPUCDP_DEBUG"):
+            traceback.print_exc()
+        else:
+            print("".join(traceback.format_tb(exc.__traceback__)) + f"{type(exc).__name__} (message hidden as it "
+                  "may quote your data; set GPUCDP_DEBUG=1 to show it)", file=sys.stderr)
         print(f"gpucdp {args.command}: internal error (a bug in gpucdp; please report it with the traceback above)",
               file=sys.stderr)
         return EXIT_INTERNAL

@@ -8,6 +8,7 @@
     │   ├── InputError               an input file or column is missing, unreadable or invalid
     │   │   └── DuplicateRecordError record ids repeat inside one source
     │   ├── OutputError              the output folder exists or cannot be written
+    │   ├── MemoryBudgetError        a stage cannot fit the memory budget, even chunked (says what to change)
     │   └── BackendUnavailableError  ``backend="gpu"`` asked for but a GPU library is missing
     └── InternalError                an invariant of the engine broke (a bug); exit code 3
 
@@ -23,6 +24,7 @@ __all__ = [
     "InputError",
     "DuplicateRecordError",
     "OutputError",
+    "MemoryBudgetError",
     "BackendUnavailableError",
     "InternalError",
     "EXIT_OK",
@@ -61,6 +63,10 @@ class DuplicateRecordError(InputError):
 
 class OutputError(UserError):
     """The output folder exists (without ``overwrite``) or cannot be written."""
+
+
+class MemoryBudgetError(UserError):
+    """A stage's estimated peak memory exceeds the budget (``--memory-limit`` or the available memory)."""
 
 
 class BackendUnavailableError(UserError):

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,10 @@ import pyarrow.parquet as pq
 
 from gpucdp.errors import DuplicateRecordError, InputError, OutputError
 
-__all__ = ["InputFile", "expand_inputs", "read_table", "read_inputs", "check_output", "write_outputs"]
+__all__ = [
+    "InputFile", "expand_inputs", "read_table", "read_inputs", "check_fields_have_values", "check_output",
+    "write_outputs", "keyed_record_hashes",
+]
 
 PARQUET_SUFFIXES = {".parquet", ".pq", ".parq"}
 CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
@@ -138,7 +143,20 @@ def read_table(path: Path) -> pa.Table:
         raise InputError(f"input {path} is not UTF-8 text: re-encode it to UTF-8") from None
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"input {path} cannot be read as {'Parquet' if suffix in PARQUET_SUFFIXES else 'CSV'}: {first}") from None
+        # Arrow quotes the offending row ("CSV parse error: Expected 3 columns, got 2: <row>"): personal data
+        ragged = re.match(r"CSV parse error: Expected (\d+) columns, got (\d+)", first)
+        if ragged:
+            raise InputError(
+                f"input {path} has a row with {ragged.group(2)} fields where the header has {ragged.group(1)}: "
+                f"fix the quoting or the delimiter ({delimiter!r} was detected)"
+            ) from None
+        if first.startswith("CSV parse error"):
+            first = ": ".join(first.split(": ")[:2])
+        kind = "Parquet" if suffix in PARQUET_SUFFIXES else "CSV"
+        raise InputError(
+            f"input {path} cannot be read as {kind} ({first}): check that the file is complete and is {kind}, or "
+            "export it again"
+        ) from None
 
 
 def _as_string(column: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -195,9 +213,10 @@ def read_inputs(
         info.rows = table.num_rows
         names = table.column_names
         if record_id not in names:
+            hint = " (one column only: is the file delimited by , ; tab or |?)" if len(names) == 1 else ""
             raise InputError(
                 f"input {info.path} has no record id column {record_id!r} (its columns: "
-                f"{', '.join(names[:15])}): rename the column or set record_id in the settings"
+                f"{', '.join(names[:15])}){hint}: rename the column or set record_id in the settings"
             )
         ids = _as_string(table.column(record_id))
         nulls = ids.null_count
@@ -240,9 +259,28 @@ def read_inputs(
                 )
     combined = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
     if combined.num_rows == 0:
-        raise InputError("the inputs hold no records: every input file is empty")
+        names = ", ".join(str(info.path) for info, _ in loaded[:3]) + (" …" if len(loaded) > 3 else "")
+        raise InputError(f"the inputs hold no records: {names} have a header but no rows; give files with records")
     _check_unique_ids(combined, [info for info, _ in loaded])
     return combined, [info for info, _ in loaded]
+
+
+def check_fields_have_values(table: pa.Table, columns: Mapping[str, str]) -> None:
+    """Refuse a field that is null or blank in every record: it cannot help any match and starves the model.
+
+    ``columns`` maps field name → column of ``table`` (as :func:`read_inputs` returned it).
+    """
+    for fname, column in columns.items():
+        values = table.column(column)
+        if pa.types.is_large_string(values.type) or pa.types.is_string(values.type):
+            present = pc.sum(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(values)), 0)).as_py() or 0
+        else:
+            present = len(values) - values.null_count
+        if present == 0:
+            raise InputError(
+                f"column {column!r} (field {fname}) is empty in every record of every input: fix the input, or "
+                "drop the field (remove the column, or list the other fields in a settings file)"
+            )
 
 
 def _check_unique_ids(table: pa.Table, files: list[InputFile]) -> None:
@@ -262,13 +300,45 @@ def _check_unique_ids(table: pa.Table, files: list[InputFile]) -> None:
 
 # ------------------------------------------------------------------------------------------------- outputs
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _recover_interrupted(out: Path) -> None:
+    """Tidy what a killed run of :func:`write_outputs` left next to ``out``.
+
+    A run writes ``.NAME.tmp-PID`` and, while swapping, moves the previous outputs to ``.NAME.old-PID``. When
+    PID is gone, its temp folder is deleted, and its ``old`` folder is put back if ``out`` is missing (the run
+    died between the two renames) or deleted otherwise. Folders of live processes are left alone.
+    """
+    parent = out.parent
+    if not parent.is_dir():
+        return
+    for kind in ("tmp", "old"):
+        for path in sorted(parent.glob(f".{glob.escape(out.name)}.{kind}-*")):
+            pid = path.name.rsplit("-", 1)[1]
+            if not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
+                continue
+            if kind == "old" and not out.exists():
+                os.replace(path, out)
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+
+
 def check_output(out: str | os.PathLike, overwrite: bool) -> Path:
     """Fail early when the output folder cannot be used, before any heavy work."""
     out = Path(out)
+    _recover_interrupted(out)
     if out.exists() and not overwrite:
         raise OutputError(f"output folder {out} already exists: choose another or pass --overwrite")
     if out.exists() and not out.is_dir():
-        raise OutputError(f"output path {out} exists and is not a folder")
+        raise OutputError(f"output path {out} exists and is not a folder: choose another --out")
     parent = out.resolve().parent
     if not parent.exists():
         raise OutputError(f"the parent folder of {out} does not exist: create {parent} first")
@@ -320,6 +390,19 @@ def write_outputs(
         raise
     shutil.rmtree(old, ignore_errors=True)
     return written
+
+
+def keyed_record_hashes(source: np.ndarray, record_id: np.ndarray, key: bytes) -> np.ndarray:
+    """A keyed hash of each record's ``(source, record_id)``: ``"h"`` + 32 hex digits (object[n]).
+
+    BLAKE2b in keyed mode (a MAC): without the key, a hash cannot be linked back to a record id, not even by
+    trying every possible id, and two outputs written with different keys cannot be joined.
+    """
+    key = hashlib.blake2b(key, digest_size=32, person=b"gpucdp-pairs").digest()
+    return np.array([
+        "h" + hashlib.blake2b(f"{s}\x1f{r}".encode(), key=key, digest_size=16).hexdigest()
+        for s, r in zip(source.tolist(), record_id.tolist())
+    ], dtype=object)
 
 
 def _json_default(value: Any) -> Any:

@@ -7,19 +7,24 @@ did in the manifest.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import platform
+import secrets
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 import gpucdp
 from gpucdp import block as block_stage
+from gpucdp import memory
 from gpucdp.arrays import cached_factorize, dense_unique
 from gpucdp.backend import Backend, get_backend
 from gpucdp.cluster import cluster_pairs
@@ -27,7 +32,7 @@ from gpucdp.compare import build_tables, compare_in_chunks, locality_order, prep
 from gpucdp.embed import embed_hybrid
 from gpucdp.errors import InternalError, SettingsError
 from gpucdp.gpu import DeviceMemory, check_device_fits, device_bytes_per_record, rows_per_chunk
-from gpucdp.io import check_output, read_inputs, write_outputs
+from gpucdp.io import check_fields_have_values, check_output, keyed_record_hashes, read_inputs, write_outputs
 from gpucdp.model import FSModel, decode, estimate_u, load_model, train_em
 from gpucdp.profiles import build_profiles
 from gpucdp.progress import Reporter, peak_rss_bytes
@@ -119,6 +124,9 @@ def resolve(
     keep_candidates: bool = False,
     reporter: Reporter | None = None,
     semantic: SemanticEmbedder | None = None,
+    memory_limit: str | int | None = None,
+    hash_pairs: bool = False,
+    hash_key: str | bytes | None = None,
 ) -> ResolveResult:
     """Resolve customer records into unified profiles.
 
@@ -146,6 +154,15 @@ def resolve(
     semantic : SemanticEmbedder, optional
         The sentence-transformers embedder to use (default: one built from ``settings.semantic``); pass the same
         one to several runs and no distinct value is encoded twice.
+    memory_limit : str, int or None
+        Peak host memory the run may use (``"8GB"``, ``"512MiB"``, bytes); None: the memory available at the
+        start. Heavy stages check their estimate first and stop with MemoryBudgetError (see gpucdp.memory).
+    hash_pairs : bool
+        In the scored pairs, replace each record id by a keyed hash of (source, record id)
+        (:func:`gpucdp.io.keyed_record_hashes`), so the pairs can be shared without the ids.
+    hash_key : str, bytes or None
+        The key of those hashes. Given, the same record gets the same hash in every run with that key; None
+        uses a random key that is never stored, so the hashes of one run cannot be linked to any other.
 
     Returns
     -------
@@ -154,6 +171,8 @@ def resolve(
     settings = _coerce_settings(settings)
     be = backend if isinstance(backend, Backend) else get_backend(backend)
     report = reporter or Reporter(quiet=quiet)
+    budget = memory.Budget.create(memory_limit)
+    _pause_for_tests(report)
     if out is not None:
         check_output(out, overwrite)
     fs_model = load_model(model) if isinstance(model, (str, os.PathLike)) else model
@@ -175,10 +194,9 @@ def resolve(
         columns = [c for c in table.column_names if c not in ("record_id", "source")]
         resolved, unused = resolve_settings(settings, columns)
         n = table.num_rows
-        frame = pd.DataFrame({
-            f.name: table.column(f.name if fields_given else f.input_column).to_pandas()
-            for f in resolved.fields
-        })
+        field_columns = {f.name: f.name if fields_given else f.input_column for f in resolved.fields}
+        check_fields_have_values(table, field_columns)
+        frame = pd.DataFrame({name: table.column(column).to_pandas() for name, column in field_columns.items()})
         record_id = table.column("record_id").to_numpy(zero_copy_only=False)
         source = table.column("source").to_numpy(zero_copy_only=False)
         source_codes, source_names = pd.factorize(source)
@@ -245,6 +263,7 @@ def resolve(
     del prepared_device  # the device copy of the prepared columns was for the embedder only
     with report.stage("block") as st:
         rule_stats = []
+        raw_pairs = 0
         for rule, max_block_size in resolved.blocking.key_rules():
             missing = [c for c in rule if c not in prepared.columns]
             if missing:
@@ -253,7 +272,15 @@ def resolve(
                     f"{', '.join(sorted(prepared.columns))}"
                 )
             codes = block_stage.key_codes(prepared, rule, cache=codes_cache)
-            rl, rr, stats = block_stage.key_pairs(codes, max_block_size, canonical=False)
+
+            def check(pairs: int, rule: list[str] = rule, max_block_size: int = max_block_size) -> None:
+                budget.check("block", (raw_pairs + pairs) * memory.BLOCK_BYTES_PER_PAIR,
+                             f"raise --memory-limit, lower the rule's max_block_size (now {max_block_size}) or "
+                             f"drop a key rule (rule {rule} alone makes {pairs:,} pairs)",
+                             raw_pairs=raw_pairs + pairs)
+
+            rl, rr, stats = block_stage.key_pairs(codes, max_block_size, canonical=False, before_pairs=check)
+            raw_pairs += stats["pairs"]
             left_parts.append(rl)
             right_parts.append(rr)
             rule_stats.append({"rule": rule, "max_block_size": max_block_size, **stats})
@@ -273,7 +300,16 @@ def resolve(
         names = [f.name for f in resolved.fields if f.type == "name"][::-1]  # surname first, by convention
         layout = locality_order(prepared, [f"{n}__phonetic" for n in names[:1]] + [f"{n}__canon" for n in names[1:2]],
                                 cache=codes_cache)
-        chunk_size = resolved.chunk_size
+        n_pairs = int(left.shape[0])
+        column_bytes = columns_packed.chars.nbytes + columns_packed.offsets.nbytes + columns_packed.nums.nbytes
+        chunk_size = budget.chunk_size(
+            "compare", fixed=n_pairs * memory.COMPARE_BYTES_PER_PAIR + column_bytes,
+            per_item=memory.COMPARE_CHUNK_BYTES_PER_PAIR + len(resolved.comparisons),
+            # no chunk needs to be longer than the candidate or random pairs it holds
+            preferred=min(resolved.chunk_size, max(n_pairs, resolved.model.u_pairs)), minimum=1_000,
+            advice="raise --memory-limit, or make fewer candidate pairs: lower blocking.max_block_size (now "
+                   f"{resolved.blocking.max_block_size}), drop a key rule or lower blocking.knn.k",
+            candidate_pairs=n_pairs, column_bytes=column_bytes)
         if device.on_device:  # a chunk's pairs, gamma and patterns on the device: bounded by free memory
             chunk_size = min(chunk_size, rows_per_chunk(device.info()[0], 8 + 8 + len(tables.names) + 4))
         patterns = compare_in_chunks(
@@ -284,6 +320,10 @@ def resolve(
 
     # ---- model
     with report.stage("model") as st:
+        budget.check("model", n_pairs * memory.MODEL_BYTES_PER_PAIR
+                     + (resolved.model.u_pairs * memory.MODEL_BYTES_PER_RANDOM_PAIR if fs_model is None else 0),
+                     f"raise --memory-limit, lower model.u_pairs (now {resolved.model.u_pairs:,}) or make fewer "
+                     "candidate pairs (blocking.max_block_size, key rules)", candidate_pairs=n_pairs)
         space = int(np.prod(tables.n_levels.astype(np.int64) + 2))
         if space <= 1 << 24:
             uniq, inverse, counts = dense_unique(patterns, space)
@@ -335,19 +375,26 @@ def resolve(
 
     # ---- profiles
     with report.stage("profiles") as st:
+        budget.check("profiles", n * (len(resolved.fields) * memory.PROFILE_BYTES_PER_VALUE
+                                      + memory.PROFILE_BYTES_PER_RECORD),
+                     "raise --memory-limit, or resolve fewer records or fewer fields in one run", records=n)
         profiles, membership = build_profiles(
             record_id, source, prepared, resolved.fields, clusters.labels, clusters.record_probability,
             clusters.oversized, codes_cache,
         )
-        _check_membership(membership, n)
+        _check_membership(membership, profiles, record_id, source)
         st.count(profiles=profiles.num_rows)
 
     pairs_table = None
     if write_pairs:
+        ids = record_id
+        if hash_pairs:
+            key = hash_key.encode("utf-8") if isinstance(hash_key, str) else hash_key or secrets.token_bytes(32)
+            ids = keyed_record_hashes(source, record_id, key)
         pairs_table = pa.table({
-            "left_record_id": pa.array(record_id[left], pa.string()),
+            "left_record_id": pa.array(ids[left], pa.string()),
             "left_source": pa.array(source[left], pa.string()),
-            "right_record_id": pa.array(record_id[right], pa.string()),
+            "right_record_id": pa.array(ids[right], pa.string()),
             "right_source": pa.array(source[right], pa.string()),
             "pattern": pa.array(patterns, pa.int32()),
             "match_weight": pa.array(weights, pa.float64()),
@@ -372,6 +419,9 @@ def resolve(
         "cluster": clusters.stats,
         "profiles": profiles.num_rows,
         "stages": report.stages,
+        "memory": budget.describe(),
+        "pairs_record_ids": None if not write_pairs else "raw" if not hash_pairs else (
+            "keyed hash, user key" if hash_key is not None else "keyed hash, random key not stored"),
         "peak_rss_bytes": peak_rss_bytes(),
         "device_memory": device.describe(),
     }
@@ -397,9 +447,45 @@ def resolve(
     )
 
 
-def _check_membership(membership: pa.Table, n: int) -> None:
-    """Every input record appears exactly once in membership: checked on every run, not only in tests."""
+def _pause_for_tests(report: Reporter) -> None:
+    """Test hook: with GPUCDP_TEST_PAUSE_AT=STAGE:MARKER, write MARKER and sleep at the start of STAGE.
+
+    tests/test_interrupt.py uses it to kill a run at a known stage; it does nothing when the variable is unset.
+    """
+    spec = os.environ.get("GPUCDP_TEST_PAUSE_AT")
+    if not spec:
+        return
+    stage_name, marker = spec.split(":", 1)
+    inner = report.stage
+
+    @contextlib.contextmanager
+    def stage(name: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        if name == stage_name:
+            Path(marker).write_text(name)
+            time.sleep(3600)
+        with inner(name, *args, **kwargs) as handle:
+            yield handle
+
+    report.stage = stage  # type: ignore[method-assign]
+
+
+def _check_membership(membership: pa.Table, profiles: pa.Table, record_id: np.ndarray, source: np.ndarray) -> None:
+    """Every input record appears exactly once in membership, in a profile that exists: checked on every run.
+
+    Membership is in input order, so "exactly once" is "row i is input record i" for every i.
+    """
+    n = record_id.shape[0]
     if membership.num_rows != n:
         raise InternalError(f"membership has {membership.num_rows} rows for {n} input records")
+    for name, expected in (("record_id", record_id), ("source", source)):
+        got = membership.column(name).to_numpy(zero_copy_only=False)
+        wrong = np.flatnonzero(got != expected)
+        if wrong.size:
+            raise InternalError(f"membership row {int(wrong[0])} is not input record {int(wrong[0])} ({name} differs; "
+                                f"{wrong.size} rows wrong)")
     if membership.column("profile_id").null_count:
         raise InternalError("a record has no profile id")
+    known = pc.is_in(membership.column("profile_id"), value_set=profiles.column("profile_id").combine_chunks())
+    if not pc.all(known).as_py() or pc.sum(profiles.column("record_count")).as_py() != n:
+        raise InternalError("membership and profiles disagree: a record points at a missing profile, or record "
+                            "counts do not add up to the input")

@@ -285,6 +285,14 @@ def parse_settings(data: Any, origin: str = "settings") -> Settings:
         raise SettingsError(_format_validation_error(err, origin)) from None
 
 
+def _one_line(exc: Exception) -> str:
+    """A parser error as one line: where and what, without the quoted snippet of the file."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        return f"line {mark.line + 1}, column {mark.column + 1}: {getattr(exc, 'problem', None) or 'syntax error'}"
+    return " ".join(str(exc).split())
+
+
 def load_settings(path: str | Path) -> Settings:
     """Read and validate a YAML or JSON settings file."""
     path = Path(path)
@@ -297,7 +305,9 @@ def load_settings(path: str | Path) -> Settings:
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise SettingsError(f"settings file {path} is not valid {path.suffix.lstrip('.').upper() or 'YAML'}: {exc}") from None
+        raise SettingsError(
+            f"settings file {path} is not valid {path.suffix.lstrip('.').upper() or 'YAML'}: {_one_line(exc)}"
+        ) from None
     return parse_settings(data, origin=str(path))
 
 

@@ -1,0 +1,151 @@
+"""Host-memory budget: estimate each heavy stage's peak before it runs, chunk to fit, or stop with a message.
+
+The budget is ``--memory-limit`` (``memory_limit=`` in :func:`gpucdp.resolve`) or else what the machine has
+available when the run starts (psutil), plus what the process already holds. Before blocking pair generation,
+comparison, the model and the profiles, the pipeline asks :meth:`Budget.check` whether the stage's estimated
+peak fits: the process's resident memory now (the records and everything kept from earlier stages) plus the
+stage's working set, estimated from counts already known (records, candidate pairs, bytes of prepared strings,
+columns). Comparison is chunked, so its chunk size is derived from what is left (:meth:`Budget.chunk_size`).
+When a stage cannot fit, :class:`MemoryBudgetError` stops the run before any output is written, saying the
+estimate, the budget and what to change. Every estimate and the budget go into manifest.json.
+
+The bytes-per-item constants below count the arrays each stage allocates (see the stage modules); they are
+deliberately on the high side: being stopped early is cheaper than being killed by the OS.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import psutil
+
+from gpucdp.errors import MemoryBudgetError, SettingsError
+
+__all__ = ["Budget", "parse_size", "format_size", "BLOCK_BYTES_PER_PAIR", "COMPARE_BYTES_PER_PAIR",
+           "MODEL_BYTES_PER_PAIR", "MODEL_BYTES_PER_RANDOM_PAIR", "PROFILE_BYTES_PER_VALUE"]
+
+# Pair generation keeps each rule's int64 (left, right), their concatenation, then sorts a combined int64 key
+# and its argsort to de-duplicate: about four copies of a 16-byte pair.
+BLOCK_BYTES_PER_PAIR = 64
+# Comparison (compare_in_chunks with a record layout) renumbers the pairs (2 x int64), sorts them (int64
+# order + 2 x int64 reordered copies) and keeps int32 patterns.
+COMPARE_BYTES_PER_PAIR = 48
+# Per pair of one chunk: the kernel's int8 gamma row (one byte per comparison, added) and int32 pattern, and
+# the chunk's copies of its pair indices.
+COMPARE_CHUNK_BYTES_PER_PAIR = 24
+# The model: int64 pattern inverse, float64 weights and probability, term-frequency temporaries.
+MODEL_BYTES_PER_PAIR = 48
+# Random pairs for u: two int64 indices, their sort order, the comparison's working set.
+MODEL_BYTES_PER_RANDOM_PAIR = 16 + 16 + COMPARE_BYTES_PER_PAIR
+# Profiles: per record and field, factorised codes and golden-value gathers (int64 + an object pointer +
+# a string); the membership table adds three strings per record.
+PROFILE_BYTES_PER_VALUE = 48
+PROFILE_BYTES_PER_RECORD = 3 * 64
+
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4,
+          "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+          "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes in a size like ``8GB`` (10^9), ``512MiB`` (2^20), ``2G`` (2^30, as in ``free -h``) or ``1000000``.
+
+    Raises
+    ------
+    SettingsError
+        The text is not a positive size.
+    """
+    if isinstance(text, (int, np.integer)) and not isinstance(text, bool):
+        value, unit = float(text), ""
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(text))
+        if not match or match.group(2).lower() not in _UNITS:
+            raise SettingsError(
+                f"--memory-limit {text!r} is not a size: write it like 8GB, 512MiB, 2G or a number of bytes"
+            )
+        value, unit = float(match.group(1)), match.group(2).lower()
+    size = int(value * _UNITS[unit])
+    if size <= 0:
+        raise SettingsError(f"--memory-limit {text!r} must be more than zero bytes")
+    return size
+
+
+def format_size(size: float) -> str:
+    """``1.23 GB`` style, decimal units (what the messages and the manifest show)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(size) < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.2f} {unit}"
+        size /= 1000
+    return f"{size:.2f} TB"
+
+
+def process_rss() -> int:
+    """Resident memory of this process now, in bytes."""
+    return int(psutil.Process().memory_info().rss)
+
+
+@dataclass
+class Budget:
+    """The memory a run may use, and the estimates checked against it (recorded in the manifest).
+
+    Attributes
+    ----------
+    limit : int
+        Bytes the process may reach at its peak.
+    source : str
+        Where the limit came from: ``--memory-limit`` or the memory available when the run started.
+    """
+
+    limit: int
+    source: str
+    estimates: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, memory_limit: str | int | None) -> Budget:
+        """The budget for a run: ``memory_limit`` if given, else this process's RSS plus available memory."""
+        if memory_limit is not None:
+            return cls(parse_size(memory_limit), "--memory-limit")
+        return cls(process_rss() + int(psutil.virtual_memory().available), "available memory")
+
+    def check(self, stage: str, working_set: int, advice: str, **counts: Any) -> int:
+        """Record the stage's estimated peak (RSS now + ``working_set``) and stop if it exceeds the budget.
+
+        Returns the estimated peak in bytes.
+
+        Raises
+        ------
+        MemoryBudgetError
+            Names the stage, the estimate, the budget and ``advice`` (what to change).
+        """
+        resident = process_rss()
+        peak = resident + int(working_set)
+        self.estimates[stage] = {"estimate_bytes": peak, "resident_bytes": resident, **counts}
+        if resident > self.limit:
+            advice = "raise --memory-limit: what the run holds before this stage already exceeds it"
+        if peak > self.limit:
+            raise MemoryBudgetError(
+                f"the {stage} stage needs about {format_size(peak)} of memory "
+                f"({format_size(resident)} held now + {format_size(working_set)}) but the budget is "
+                f"{format_size(self.limit)} ({self.source}): {advice}"
+            )
+        return peak
+
+    def chunk_size(self, stage: str, fixed: int, per_item: int, preferred: int, minimum: int, advice: str,
+                   **counts: Any) -> int:
+        """Largest chunk (at most ``preferred``) whose working set fits beside ``fixed`` bytes; checked.
+
+        ``minimum`` items per chunk is the least that is still worth a kernel launch: when even that does not
+        fit, the stage cannot run within the budget and :class:`MemoryBudgetError` is raised.
+        """
+        free = self.limit - process_rss() - int(fixed)
+        chunk = int(max(minimum, min(preferred, free // max(per_item, 1))))
+        self.check(stage, int(fixed) + chunk * per_item, advice, chunk_size=chunk, **counts)
+        self.estimates[stage]["chunk_size"] = chunk
+        return chunk
+
+    def describe(self) -> dict[str, Any]:
+        """The budget and every stage's estimate, for manifest.json."""
+        return {"budget_bytes": self.limit, "budget_source": self.source, "stages": self.estimates}
