@@ -144,6 +144,18 @@ def build(jit):
         return (m / la + m / lb + (m - t) / m) / 3.0
 
     @jit
+    def winkler(chars, a0, a1, b0, b1, sim, prefix_scale):
+        """Winkler's boost of a Jaro similarity ``sim`` above 0.7: ``sim + l * prefix_scale * (1 - sim)``, with
+        l the strings' common prefix up to 4 bytes."""
+        if sim > 0.7:
+            limit = min(4, min(a1 - a0, b1 - b0))
+            prefix = 0
+            while prefix < limit and chars[a0 + prefix] == chars[b0 + prefix]:
+                prefix += 1
+            sim += prefix * prefix_scale * (1.0 - sim)
+        return sim
+
+    @jit
     def jaro_winkler(chars, a0, a1, b0, b1, flags_a, flags_b, prefix_scale=0.1):
         """Jaro–Winkler similarity of two byte strings (first MAX_LEN bytes).
 
@@ -171,14 +183,7 @@ def build(jit):
         jaro. Same convention as ``rapidfuzz.distance.JaroWinkler`` (``prefix_weight``) and
         ``jellyfish.jaro_winkler_similarity``.
         """
-        sim = jaro(chars, a0, a1, b0, b1, flags_a, flags_b)
-        if sim > 0.7:
-            limit = min(4, min(a1 - a0, b1 - b0))
-            prefix = 0
-            while prefix < limit and chars[a0 + prefix] == chars[b0 + prefix]:
-                prefix += 1
-            sim += prefix * prefix_scale * (1.0 - sim)
-        return sim
+        return winkler(chars, a0, a1, b0, b1, jaro(chars, a0, a1, b0, b1, flags_a, flags_b), prefix_scale)
 
     @jit
     def jaro_winkler_bound(chars, a0, a1, b0, b1, counts, prefix_scale):
@@ -225,14 +230,7 @@ def build(jit):
         if common == 0:
             return 0.0
         m = float(common)
-        sim = (m / la + m / lb + 1.0) / 3.0
-        if prefix_scale > 0.0 and sim > 0.7:
-            limit = min(4, min(a1 - a0, b1 - b0))
-            prefix = 0
-            while prefix < limit and chars[a0 + prefix] == chars[b0 + prefix]:
-                prefix += 1
-            sim += prefix * prefix_scale * (1.0 - sim)
-        return sim
+        return winkler(chars, a0, a1, b0, b1, (m / la + m / lb + 1.0) / 3.0, prefix_scale)
 
     @jit
     def edit_distance(chars, a0, a1, b0, b1, work, max_dist, transpositions):
