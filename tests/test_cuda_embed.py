@@ -6,14 +6,11 @@ The simulator and the real ``numba.cuda`` cannot share a process, so the simulat
 
 from __future__ import annotations
 
-import os
-import types
-
 import numpy as np
 import pandas as pd
 import pytest
-
-SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+from cuda_support import SIMULATOR as SIM
+from cuda_support import compile_ptx
 
 
 @pytest.mark.cuda
@@ -33,18 +30,12 @@ def test_cuda_embed_matches_cpu_in_simulator():
 @pytest.mark.cuda
 @pytest.mark.skipif(SIM, reason="PTX compilation needs the real numba.cuda, not the simulator")
 def test_cuda_embed_compiles_to_ptx(monkeypatch):
-    cuda = pytest.importorskip("numba.cuda")
+    pytest.importorskip("numba.cuda")
     from gpucdp.kernels import embed as kernels
     from numba import types as nt
-    from numba.cuda import dispatcher
 
     if kernels.embed_cuda is None:
         pytest.skip("numba-cuda is not installed")
-    # Compiling a kernel that calls device functions asks the driver for the compute capability; with no GPU
-    # here, answer for it.
-    monkeypatch.setattr(
-        dispatcher, "get_current_device", lambda: types.SimpleNamespace(compute_capability=(9, 0))
-    )
     sig = (
         nt.Array(nt.uint8, 1, "C"),
         nt.Array(nt.int64, 2, "C"),
@@ -53,5 +44,5 @@ def test_cuda_embed_compiles_to_ptx(monkeypatch):
         nt.int64,
         nt.Array(nt.float32, 2, "C"),
     )
-    ptx, _ = cuda.compile_ptx(kernels.embed_cuda.py_func, sig, cc=(9, 0))
+    ptx = compile_ptx(monkeypatch, kernels.embed_cuda.py_func, sig)
     assert ".entry" in ptx and ".local" in ptx

@@ -10,15 +10,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import types
-from pathlib import Path
 
 import numpy as np
 import pandas
 import pytest
+from cuda_support import SIMULATOR, compile_ptx, run_in_simulator
+from gpucdp.kernels.components import components_cpu
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -26,10 +24,6 @@ from gpucdp import backend as backend_module
 from gpucdp.backend import plan_backend
 from gpucdp.errors import BackendUnavailableError
 from gpucdp.gpu import DeviceMemory, cell_topk, check_device_fits, gemm_topk, rows_per_chunk
-from gpucdp.kernels.components import components_cpu
-
-SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
-TESTS_DIR = Path(__file__).resolve().parent
 
 
 def _unit_rows(n: int, dim: int, seed: int) -> np.ndarray:
@@ -210,12 +204,8 @@ def check_compare_chunks_on_cuda_match_cpu() -> None:
 def _in_simulator(function: str) -> None:
     if SIMULATOR:
         globals()[function]()
-        return
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    code = (f"import sys; sys.path.insert(0, {str(TESTS_DIR)!r}); import test_gpu_fallbacks as t; "
-            f"t.{function}()")
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    else:
+        run_in_simulator("test_gpu_fallbacks", f"{function}()")
 
 
 @pytest.mark.cuda
@@ -231,20 +221,16 @@ def test_compare_chunks_on_cuda_match_cpu_in_simulator():
 @pytest.mark.cuda
 @pytest.mark.skipif(SIMULATOR, reason="PTX compilation needs the real numba.cuda, not the simulator")
 def test_components_kernels_compile_to_ptx(monkeypatch):
-    numba_cuda = pytest.importorskip("numba.cuda")
+    pytest.importorskip("numba.cuda")
+    from gpucdp.kernels import components
     from numba import types as nt
 
-    from gpucdp.kernels import components
-
-    monkeypatch.setattr(
-        numba_cuda.dispatcher, "get_current_device", lambda: types.SimpleNamespace(compute_capability=(9, 0))
-    )
     hook_sig = (nt.int64[::1], nt.int64[::1], nt.int64[::1], nt.int32[::1])
     for kernel, signature in ((components._hook_edges, hook_sig), (components._jump, (nt.int64[::1],))):
-        ptx, _ = numba_cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0))
+        ptx = compile_ptx(monkeypatch, kernel.py_func, signature)
         assert ".visible .entry" in ptx and ".target sm_90" in ptx
-    ptx, _ = numba_cuda.compile_ptx(components._hook_edges.py_func, hook_sig, cc=(9, 0))
-    assert "atom.global.min.s64" in ptx
+        if kernel is components._hook_edges:
+            assert "atom.global.min.s64" in ptx
 
 
 # ---- backend plan
