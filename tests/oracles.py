@@ -53,7 +53,7 @@ def jaro_winkler(a: bytes, b: bytes, prefix_scale: float = 0.1) -> float:
     return sim
 
 
-def levenshtein(a: bytes, b: bytes) -> int:
+def _edit_distance(a: bytes, b: bytes, transpositions: bool) -> int:
     d = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
     for i in range(len(a) + 1):
         d[i][0] = i
@@ -62,21 +62,18 @@ def levenshtein(a: bytes, b: bytes) -> int:
     for i in range(1, len(a) + 1):
         for j in range(1, len(b) + 1):
             d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+            if transpositions and i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
     return d[len(a)][len(b)]
+
+
+def levenshtein(a: bytes, b: bytes) -> int:
+    return _edit_distance(a, b, transpositions=False)
 
 
 def damerau_osa(a: bytes, b: bytes) -> int:
-    d = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
-    for i in range(len(a) + 1):
-        d[i][0] = i
-    for j in range(len(b) + 1):
-        d[0][j] = j
-    for i in range(1, len(a) + 1):
-        for j in range(1, len(b) + 1):
-            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
-    return d[len(a)][len(b)]
+    """Optimal string alignment: adjacent transpositions count one edit, no substring edited twice."""
+    return _edit_distance(a, b, transpositions=True)
 
 
 def qgram_jaccard(a: bytes, b: bytes, q: int = 2) -> float:
