@@ -324,10 +324,10 @@ def compare_in_chunks(
     if target == "cuda" and m:
         # Copied to the device once for all chunks, not once per chunk (an empty buffer cannot be copied: one
         # padding byte is never read).
-        from numba import cuda
+        from gpucdp.kernels.device import as_device
 
-        chars = cuda.to_device(chars if chars.size else np.zeros(1, dtype=np.uint8))
-        offsets, nums = cuda.to_device(offsets), cuda.to_device(nums)
+        chars = as_device(chars if chars.size else np.zeros(1, dtype=np.uint8))
+        offsets, nums = as_device(offsets), as_device(nums)
         columns = replace(columns, chars=chars, offsets=offsets, nums=nums)
     embedded = {name: (xp.asarray(codes), xp.asarray(vectors)) for name, (codes, vectors) in columns.embedded.items()}
     for start in range(0, m, chunk_size):

@@ -269,10 +269,7 @@ def _embed_cuda(kernels: Any, chars: Any, offsets: Any, weights: np.ndarray, dim
         )
     from numba import cuda
 
-    def dev(a: Any) -> Any:  # Numba device arrays as they are, CuPy ones wrapped (no copy), numpy ones copied
-        if hasattr(a, "copy_to_host"):
-            return a
-        return cuda.as_cuda_array(a) if hasattr(a, "__cuda_array_interface__") else cuda.to_device(a)
+    from gpucdp.kernels.device import as_device
 
     on_host = xp is np
     # Allocated through xp on a GPU, so that CuPy's pool (and the run's device memory peaks) account for it.
@@ -280,8 +277,8 @@ def _embed_cuda(kernels: Any, chars: Any, offsets: Any, weights: np.ndarray, dim
     if n == 0:
         return out.copy_to_host() if on_host else out
     # An empty chars buffer cannot be copied to the device; one padding byte is never read.
-    d_chars = dev(chars if chars.size else xp.zeros(1, dtype=np.uint8))
+    d_chars = as_device(chars if chars.size else xp.zeros(1, dtype=np.uint8))
     threads = 128
     blocks = (n + threads - 1) // threads
-    kernels.embed_cuda[blocks, threads](d_chars, dev(offsets), cuda.to_device(weights), dim, q, dev(out))
+    kernels.embed_cuda[blocks, threads](d_chars, as_device(offsets), as_device(weights), dim, q, as_device(out))
     return out.copy_to_host() if on_host else out

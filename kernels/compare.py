@@ -30,8 +30,8 @@ import math
 
 import numba
 import numpy as np
-
 from gpucdp.kernels import similarity as sim
+from gpucdp.kernels.device import as_device
 from gpucdp.kernels.similarity import HAVE_CUDA, MAX_LEN
 
 if HAVE_CUDA:
@@ -442,14 +442,7 @@ def _compare_pairs_cuda(
     if not HAVE_CUDA:
         raise ValueError("target='cuda' needs numba-cuda: pip install 'gpucdp[gpu]'")
 
-    def dev(a, dtype):
-        if hasattr(a, "copy_to_host"):  # a Numba device array already
-            return a
-        if hasattr(a, "__cuda_array_interface__"):  # CuPy and friends: wrap, no copy
-            return cuda.as_cuda_array(a)
-        return cuda.to_device(np.ascontiguousarray(a, dtype=dtype))
-
-    left = dev(left, np.int64)
+    left = as_device(left, np.int64)
     m, n_comp = left.shape[0], n_levels.shape[0]
     gamma = cuda.device_array((m, n_comp), dtype=np.int8)
     pattern = cuda.device_array(m, dtype=np.int32)
@@ -458,15 +451,15 @@ def _compare_pairs_cuda(
     blocks = (m + _THREADS_PER_BLOCK - 1) // _THREADS_PER_BLOCK
     _cuda_kernel()[blocks, _THREADS_PER_BLOCK](
         left,
-        dev(right, np.int64),
-        dev(chars, np.uint8),
-        dev(offsets, np.int64),
-        dev(nums, np.float64),
-        dev(level_method, np.int8),
-        dev(level_col, np.int32),
-        dev(level_thr, np.float64),
-        dev(n_levels, np.int32),
-        dev(strides, np.int64),
+        as_device(right, np.int64),
+        as_device(chars, np.uint8),
+        as_device(offsets, np.int64),
+        as_device(nums, np.float64),
+        as_device(level_method, np.int8),
+        as_device(level_col, np.int32),
+        as_device(level_thr, np.float64),
+        as_device(n_levels, np.int32),
+        as_device(strides, np.int64),
         gamma,
         pattern,
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from gpucdp.kernels.device import as_device
 
 __all__ = ["build", "components_cpu", "components_cuda", "HAVE_CUDA"]
 
@@ -140,11 +141,11 @@ def components_cuda(n, left, right, xp=np):
     if not HAVE_CUDA:
         raise ValueError("components_cuda needs numba-cuda: pip install 'gpucdp[gpu]'")
     parent = xp.arange(n, dtype=np.int64)
-    d_parent = _cuda.to_device(parent) if isinstance(parent, np.ndarray) else _cuda.as_cuda_array(parent)
+    d_parent = as_device(parent)
     m = int(left.shape[0])
     if m and n:
-        d_left = _as_device(left)
-        d_right = _as_device(right)
+        d_left = as_device(left, np.int64)
+        d_right = as_device(right, np.int64)
         changed = _cuda.to_device(np.zeros(1, dtype=np.int32))
         edge_blocks = (m + _THREADS - 1) // _THREADS
         vertex_blocks = (n + _THREADS - 1) // _THREADS
@@ -159,7 +160,3 @@ def components_cuda(n, left, right, xp=np):
     return parent
 
 
-def _as_device(a):
-    if hasattr(a, "__cuda_array_interface__"):
-        return _cuda.as_cuda_array(a)
-    return _cuda.to_device(np.ascontiguousarray(a, dtype=np.int64))
