@@ -11,10 +11,19 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Annotated, Any, Literal, Sequence
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gpucdp.errors import SettingsError
 
@@ -191,11 +200,17 @@ class KeyRule(_Strict):
     max_block_size: int = Field(ge=2, le=100_000)
 
 
+def _rule_kind(value: Any) -> str:
+    # A mapping is a KeyRule, anything else a list of columns: errors then come from the one the user meant.
+    return "rule" if isinstance(value, (dict, KeyRule)) else "columns"
+
+
 class BlockingSettings(_Strict):
     """Candidate generation: kNN united with exact-key rules (each rule a list of prepared columns)."""
 
     knn: KnnSettings = KnnSettings()
-    rules: list[list[str] | KeyRule] | None = None
+    rules: list[Annotated[Annotated[list[str], Tag("columns")] | Annotated[KeyRule, Tag("rule")],
+                          Discriminator(_rule_kind)]] | None = None
     max_block_size: int = Field(default=100, ge=2, le=100_000)
 
     def key_rules(self) -> list[tuple[list[str], int]]:
