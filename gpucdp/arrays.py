@@ -12,21 +12,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["unique_sorted", "unique_counts", "dense_unique", "factorize", "CodesCache"]
+__all__ = ["unique_sorted", "unique_counts", "dense_unique", "repeat", "factorize", "CodesCache"]
 
 # column name -> factorize() result, shared by the stages of one run: the key rules, the record layout, the
 # term frequencies and the profiles factorise the same prepared columns, at ~0.15 s per 1M-row column.
 CodesCache = dict
 
 
-def unique_sorted(keys: np.ndarray) -> np.ndarray:
-    """Sorted distinct values of ``keys`` (any sortable 1-D array)."""
-    keys = np.sort(keys)
+def unique_sorted(keys: Any, xp: Any = np) -> Any:
+    """Sorted distinct values of ``keys`` (any sortable 1-D array of ``xp``, numpy or cupy)."""
+    keys = xp.sort(keys)
     if keys.size == 0:
         return keys
-    first = np.empty(keys.size, dtype=bool)
+    first = xp.empty(keys.size, dtype=bool)
     first[0] = True
-    np.not_equal(keys[1:], keys[:-1], out=first[1:])
+    first[1:] = keys[1:] != keys[:-1]
     return keys[first]
 
 
@@ -40,16 +40,30 @@ def unique_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return keys[starts], counts.astype(np.int64)
 
 
-def dense_unique(values: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def dense_unique(values: Any, bound: int, xp: Any = np) -> tuple[Any, Any, Any]:
     """``np.unique(values, return_inverse=True, return_counts=True)`` for non-negative ints below ``bound``.
 
-    O(n + bound) with a bincount instead of an O(n log n) sort: pattern ids live in a small space.
+    O(n + bound) with a bincount instead of an O(n log n) sort: pattern ids live in a small space. All three
+    results are arrays of ``xp`` (where ``values`` live).
     """
-    counts = np.bincount(values, minlength=bound)
-    uniq = np.flatnonzero(counts)
-    lookup = np.zeros(bound, dtype=np.int64)
-    lookup[uniq] = np.arange(uniq.size)
+    counts = xp.bincount(values, minlength=bound)
+    uniq = xp.flatnonzero(counts)
+    lookup = xp.zeros(bound, dtype=xp.int64)
+    lookup[uniq] = xp.arange(uniq.size, dtype=xp.int64)
     return uniq, lookup[values], counts[uniq]
+
+
+def repeat(values: Any, counts: Any, xp: Any = np) -> Any:
+    """``np.repeat(values, counts)`` for 1-D arrays of ``xp``: value i repeated ``counts[i]`` times.
+
+    CuPy's ``repeat`` takes the counts only as a host int, list or tuple; on the device the position of every
+    output element in ``cumsum(counts)`` names its value instead (one sync, for the total).
+    """
+    if xp is np:
+        return np.repeat(values, counts)
+    ends = xp.cumsum(counts)
+    total = int(ends[-1]) if ends.size else 0
+    return values[xp.searchsorted(ends, xp.arange(total, dtype=ends.dtype), side="right")]
 
 
 def factorize(series: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -66,10 +80,20 @@ def factorize(series: Any) -> tuple[np.ndarray, np.ndarray]:
     return codes, uniques
 
 
-def cached_factorize(cache: dict | None, name: str, series: Any) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`factorize` through a per-run cache keyed by column name (no cache: computed each time)."""
+def cached_factorize(cache: dict | None, name: str, series: Any, xp: Any = np) -> tuple[Any, np.ndarray]:
+    """:func:`factorize` through a per-run cache keyed by column name (no cache: computed each time).
+
+    With ``xp`` other than numpy the codes come back as an ``xp`` array, copied to the device once per column
+    and cached there too; the uniques stay on the host.
+    """
     if cache is None:
-        return factorize(series)
+        codes, uniques = factorize(series)
+        return (codes if xp is np else xp.asarray(codes)), uniques
     if name not in cache:
         cache[name] = factorize(series)
-    return cache[name]
+    if xp is np:
+        return cache[name]
+    key = ("device", name)
+    if key not in cache:
+        cache[key] = xp.asarray(cache[name][0])
+    return cache[key], cache[name][1]

@@ -23,7 +23,7 @@ import numba
 import numpy as np
 import pandas as pd
 
-from gpucdp.arrays import cached_factorize, unique_sorted
+from gpucdp.arrays import cached_factorize, repeat, unique_sorted
 from gpucdp.backend import to_host
 from gpucdp.errors import InputError, SettingsError
 
@@ -56,24 +56,26 @@ IVF_MAX = 200_000
 IVF_NPROBE = 4
 
 
-def _empty_pairs() -> tuple[np.ndarray, np.ndarray]:
-    return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+def _empty_pairs(xp: Any = np) -> tuple[Any, Any]:
+    return xp.zeros(0, dtype=xp.int64), xp.zeros(0, dtype=xp.int64)
 
 
-def canonical_pairs(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def canonical_pairs(left: Any, right: Any, xp: Any = np) -> tuple[Any, Any]:
     """Make pairs canonical: ``(min, max)`` per pair, self pairs dropped, unique, sorted.
 
     Parameters
     ----------
     left, right : int[m]
         Record indices (>= 0) of each pair, in any order, possibly repeated.
+    xp : module, default numpy
+        The array module the pairs live in (``cupy``: the work stays on the device).
 
     Returns
     -------
     left, right : int64[m']
         ``left < right``, each pair once, sorted by ``(left, right)``.
     """
-    lo, hi, _ = _canonical(left, right, None)
+    lo, hi, _ = _canonical(left, right, None, xp)
     return lo, hi
 
 
@@ -83,37 +85,42 @@ _PACK_LIMIT = 3_037_000_499
 _CODE_LIMIT = 2**62
 
 
-def _canonical(left: np.ndarray, right: np.ndarray,
-               values: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def _canonical(left: Any, right: Any, values: Any, xp: Any = np) -> tuple[Any, Any, Any]:
     """Canonical pairs, optionally carrying one value per pair (which copy of a repeated pair keeps its value
     is not specified: the copies hold the same value up to rounding)."""
-    left = np.asarray(left, dtype=np.int64)
-    right = np.asarray(right, dtype=np.int64)
+    left = xp.asarray(left, dtype=xp.int64)
+    right = xp.asarray(right, dtype=xp.int64)
     if left.size == 0:
-        return _empty_pairs() + (None if values is None else values[:0],)
-    base = int(max(left.max(), right.max())) + 1
+        return _empty_pairs(xp) + (None if values is None else values[:0],)
+    base = int(max(int(left.max()), int(right.max()))) + 1
     if base <= _PACK_LIMIT:
-        keys = np.empty(left.size, dtype=np.int64)
-        _packed_keys(left, right, base, keys)
+        if xp is np:
+            keys = np.empty(left.size, dtype=np.int64)
+            _packed_keys(left, right, base, keys)
+        else:  # the same keys with array operations (a Numba CPU kernel cannot read device memory)
+            lo, hi = xp.minimum(left, right), xp.maximum(left, right)
+            keys = xp.where(lo == hi, -1, lo * base + hi)
+            del lo, hi
         if values is None:
-            keys = unique_sorted(keys)
+            keys = unique_sorted(keys, xp)
             keys = keys[keys >= 0]  # self pairs were packed as -1
             return keys // base, keys % base, None
         # an unstable sort does: np.unique's return_index would force a slower stable one
-        order = np.argsort(keys)
+        order = xp.argsort(keys)
         keys, values = keys[order], values[order]
-        keep = np.ones(keys.size, dtype=bool)
+        keep = xp.ones(keys.size, dtype=bool)
         keep[1:] = keys[1:] != keys[:-1]
         keep &= keys >= 0
         keys = keys[keep]
         return keys // base, keys % base, values[keep]
-    lo = np.minimum(left, right)
-    hi = np.maximum(left, right)
+    lo = xp.minimum(left, right)
+    hi = xp.maximum(left, right)
     keep = lo != hi
     lo, hi = lo[keep], hi[keep]
-    order = np.lexsort((hi, lo))
+    order = xp.argsort(hi, kind="stable")  # two stable sorts: by (lo, hi)
+    order = order[xp.argsort(lo[order], kind="stable")]
     lo, hi = lo[order], hi[order]
-    first = np.ones(lo.size, dtype=bool)
+    first = xp.ones(lo.size, dtype=bool)
     first[1:] = (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])
     return lo[first], hi[first], None if values is None else values[keep][order][first]
 
@@ -132,38 +139,39 @@ def _packed_keys(left, right, base, out):
             out[i] = b * base + a
 
 
-def _group(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _group(codes: Any, xp: Any = np) -> tuple[Any, Any, Any]:
     """Group records by code (codes < 0 left out): members sorted by code, group starts and sizes."""
-    rows = np.nonzero(codes >= 0)[0]
-    order = rows[np.argsort(codes[rows], kind="stable")]
-    sorted_codes = codes[order]
+    rows = xp.flatnonzero(codes >= 0)
+    order = rows[xp.argsort(codes[rows], kind="stable")].astype(xp.int64, copy=False)
     if order.size == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return order.astype(np.int64), empty, empty
-    starts = np.concatenate(([0], np.nonzero(sorted_codes[1:] != sorted_codes[:-1])[0] + 1))
-    sizes = np.diff(np.concatenate((starts, [order.size])))
-    return order.astype(np.int64), starts, sizes
+        return order, xp.zeros(0, dtype=xp.int64), xp.zeros(0, dtype=xp.int64)
+    sorted_codes = codes[order]
+    boundary = xp.ones(order.size, dtype=bool)
+    boundary[1:] = sorted_codes[1:] != sorted_codes[:-1]
+    starts = xp.flatnonzero(boundary)
+    sizes = xp.diff(xp.concatenate((starts, xp.asarray([order.size], dtype=starts.dtype))))
+    return order, starts, sizes
 
 
-def _pairs_within(members: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _pairs_within(members: Any, starts: Any, sizes: Any, xp: Any = np) -> tuple[Any, Any]:
     """All pairs inside each group ``members[start:start + size]``, vectorised (no loop over groups)."""
-    sizes = sizes.astype(np.int64)
+    sizes = sizes.astype(xp.int64)
     total = int((sizes * (sizes - 1) // 2).sum())
     if total == 0:
-        return _empty_pairs()
+        return _empty_pairs(xp)
     # Position p of a group pairs with the (size - 1 - p) positions after it: repeat each member that many
     # times, then number the repeats 1, 2, … to reach its partners.
-    group_of = np.repeat(np.arange(sizes.size), sizes)
-    pos_in_group = np.arange(group_of.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    flat_index = np.repeat(starts, sizes) + pos_in_group
+    group_of = repeat(xp.arange(sizes.size), sizes, xp)
+    pos_in_group = xp.arange(group_of.size) - repeat(xp.cumsum(sizes) - sizes, sizes, xp)
+    flat_index = repeat(starts, sizes, xp) + pos_in_group
     after = sizes[group_of] - 1 - pos_in_group
-    first = np.repeat(flat_index, after)
-    run_start = np.repeat(np.cumsum(after) - after, after)
-    second = first + 1 + (np.arange(total) - run_start)
+    first = repeat(flat_index, after, xp)
+    run_start = repeat(xp.cumsum(after) - after, after, xp)
+    second = first + 1 + (xp.arange(total) - run_start)
     return members[first], members[second]
 
 
-def key_codes(frame: Any, columns: Sequence[str], cache: dict | None = None) -> np.ndarray:
+def key_codes(frame: Any, columns: Sequence[str], cache: dict | None = None, xp: Any = np) -> Any:
     """Give every record an int64 code for the tuple of its values in ``columns``.
 
     Parameters
@@ -174,6 +182,9 @@ def key_codes(frame: Any, columns: Sequence[str], cache: dict | None = None) -> 
     cache : dict, optional
         Column name → :func:`gpucdp.arrays.factorize` result, filled and reused across calls and stages: rules
         share columns, and factorising a 1M-row string column costs ~0.15 s.
+    xp : module, default numpy
+        Where the codes are combined and returned (``cupy``: each column's codes are copied to the device once
+        per run, through ``cache``).
 
     Returns
     -------
@@ -194,20 +205,23 @@ def key_codes(frame: Any, columns: Sequence[str], cache: dict | None = None) -> 
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise InputError(f"blocking key column(s) {missing} not found; available columns: {list(frame.columns)}")
-    codes: np.ndarray | None = None
+    codes: Any = None
     bound = 1  # codes < bound
     for name in columns:
-        col_codes, uniques = cached_factorize(cache, name, frame[name])
+        col_codes, uniques = cached_factorize(cache, name, frame[name], xp)
         n_uniques = max(len(uniques), 1)
         if codes is None:
-            codes, bound = col_codes.astype(np.int64), n_uniques
+            codes, bound = col_codes.astype(xp.int64), n_uniques
             continue
         if bound * n_uniques >= _CODE_LIMIT:
             # Re-factorising brings codes below n, so the product below cannot overflow int64; two columns
             # never need it (n² < 2**62 up to 2e9 records), which saves a hash pass per rule.
             valid = codes >= 0
-            dense = np.full(codes.shape[0], -1, dtype=np.int64)
-            dense[valid], distinct = pd.factorize(codes[valid])
+            dense = xp.full(codes.shape[0], -1, dtype=xp.int64)
+            if xp is np:
+                dense[valid], distinct = pd.factorize(codes[valid])
+            else:
+                distinct, dense[valid] = xp.unique(codes[valid], return_inverse=True)
             codes, bound = dense, max(len(distinct), 1)
         invalid = (codes < 0) | (col_codes < 0)
         codes = codes * n_uniques + col_codes
@@ -217,8 +231,9 @@ def key_codes(frame: Any, columns: Sequence[str], cache: dict | None = None) -> 
     return codes
 
 
-def key_pairs(codes: np.ndarray, max_block_size: int, *, canonical: bool = True,
-              before_pairs: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+def key_pairs(codes: Any, max_block_size: int, *, canonical: bool = True,
+              before_pairs: Callable[[int], None] | None = None,
+              xp: Any = np) -> tuple[Any, Any, dict[str, int]]:
     """All pairs of records inside each block of an exact key, skipping blocks that are too large.
 
     Parameters
@@ -230,6 +245,8 @@ def key_pairs(codes: np.ndarray, max_block_size: int, *, canonical: bool = True,
         popular keys (a shared family phone, a placeholder email) are weak evidence anyway.
     before_pairs : callable, optional
         Called with the number of pairs the rule will make, before they are made (a memory check may refuse).
+    xp : module, default numpy
+        The array module of ``codes`` and of the pairs made (``cupy``: grouped and paired on the device).
 
     Returns
     -------
@@ -241,16 +258,16 @@ def key_pairs(codes: np.ndarray, max_block_size: int, *, canonical: bool = True,
     """
     if not isinstance(max_block_size, (int, np.integer)) or max_block_size < 2:
         raise SettingsError(f"max_block_size={max_block_size!r} is not valid: use an integer >= 2")
-    codes = np.asarray(codes, dtype=np.int64)
-    members, starts, sizes = _group(codes)
+    codes = xp.asarray(codes, dtype=xp.int64)
+    members, starts, sizes = _group(codes, xp)
     oversized = sizes > max_block_size
     used = (sizes >= 2) & ~oversized
     if before_pairs is not None:
-        used_sizes = sizes[used].astype(np.int64)
+        used_sizes = sizes[used].astype(xp.int64)
         before_pairs(int((used_sizes * (used_sizes - 1) // 2).sum()))
-    left, right = _pairs_within(members, starts[used], sizes[used])
+    left, right = _pairs_within(members, starts[used], sizes[used], xp)
     if canonical:
-        left, right = canonical_pairs(left, right)
+        left, right = canonical_pairs(left, right, xp)
     stats = {
         "blocks": int(used.sum()),
         "pairs": int(left.size),
@@ -260,8 +277,7 @@ def key_pairs(codes: np.ndarray, max_block_size: int, *, canonical: bool = True,
     return left, right, stats
 
 
-def filter_mode(left: np.ndarray, right: np.ndarray, source_codes: np.ndarray,
-                mode: str) -> tuple[np.ndarray, np.ndarray]:
+def filter_mode(left: Any, right: Any, source_codes: Any, mode: str, xp: Any = np) -> tuple[Any, Any]:
     """Keep the pairs a linkage mode asks for.
 
     Parameters
@@ -272,6 +288,8 @@ def filter_mode(left: np.ndarray, right: np.ndarray, source_codes: np.ndarray,
         The source system of each record, as a code.
     mode : {"dedupe", "link", "link_and_dedupe"}
         ``dedupe`` keeps pairs within one source, ``link`` pairs across sources, ``link_and_dedupe`` all.
+    xp : module, default numpy
+        The array module of the pairs (``source_codes`` is moved there).
 
     Returns
     -------
@@ -282,30 +300,30 @@ def filter_mode(left: np.ndarray, right: np.ndarray, source_codes: np.ndarray,
         raise SettingsError(f"mode={mode!r} is not valid: use one of {', '.join(MODES)}")
     if mode == "link_and_dedupe":
         return left, right
-    source_codes = np.asarray(source_codes)
+    source_codes = xp.asarray(source_codes)
     same = source_codes[left] == source_codes[right]
     keep = same if mode == "dedupe" else ~same
     return left[keep], right[keep]
 
 
-def _distinct_rows(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _distinct_rows(emb: Any, xp: Any = np) -> tuple[Any, Any, Any]:
     """Group identical rows: members sorted by group, group starts and sizes (group g's vector is
-    ``emb[members[starts[g]]]``)."""
-    words = emb.view(np.uint32)
+    ``emb[members[starts[g]]]``); arrays of ``xp``, where ``emb`` lives."""
+    words = emb.view(xp.uint32)
     # A 64-bit polynomial hash of the row's bits, then a check that the grouping is exact (a collision is
     # astronomically unlikely, but if one happens the slow exact path takes over).
-    h = np.zeros(emb.shape[0], dtype=np.uint64)
+    h = xp.zeros(emb.shape[0], dtype=xp.uint64)
     prime = np.uint64(1099511628211)
     for j in range(words.shape[1]):
         h = h * prime + words[:, j]
-    _, inverse = np.unique(h, return_inverse=True)
-    inverse = inverse.astype(np.int64).ravel()
-    members, starts, sizes = _group(inverse)
-    group_of_row = np.empty(emb.shape[0], dtype=np.int64)
-    group_of_row[members] = np.repeat(np.arange(sizes.size), sizes)
-    if not np.array_equal(emb, emb[members[starts][group_of_row]]):
-        _, inverse = np.unique(emb, axis=0, return_inverse=True)
-        members, starts, sizes = _group(inverse.astype(np.int64).ravel())
+    _, inverse = xp.unique(h, return_inverse=True)
+    inverse = inverse.astype(xp.int64).ravel()
+    members, starts, sizes = _group(inverse, xp)
+    group_of_row = xp.empty(emb.shape[0], dtype=xp.int64)
+    group_of_row[members] = repeat(xp.arange(sizes.size), sizes, xp)
+    if not bool(xp.array_equal(emb, emb[members[starts][group_of_row]])):
+        _, inverse = xp.unique(emb, axis=0, return_inverse=True)
+        members, starts, sizes = _group(inverse.astype(xp.int64).ravel(), xp)
     return members, starts, sizes
 
 
@@ -347,20 +365,19 @@ def _build_index(vectors: np.ndarray, *, kind: str, faiss: Any, use_gpu: bool, n
     return index
 
 
-def _expand(members: np.ndarray, starts: np.ndarray, sizes: np.ndarray, gu: np.ndarray, gv: np.ndarray,
-            cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _expand(members: Any, starts: Any, sizes: Any, gu: Any, gv: Any, cap: int,
+            xp: Any = np) -> tuple[Any, Any, Any]:
     """Map pairs of distinct vectors (gu, gv) back to pairs of records: the first ``cap`` records of each
     vector, all combinations. Returns (left, right, edge) with the index of the vector pair each came from."""
-    cu = np.minimum(sizes[gu], cap)
-    cv = np.minimum(sizes[gv], cap)
+    cu = xp.minimum(sizes[gu], cap)
+    cv = xp.minimum(sizes[gv], cap)
     counts = cu * cv
-    if not np.any(counts != 1):  # the common case: no vector is shared, nothing to expand
-        return members[starts[gu]], members[starts[gv]], np.arange(gu.size)
-    total = int(counts.sum())
-    edge = np.repeat(np.arange(gu.size), counts)
-    local = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-    a, b = np.divmod(local, cv[edge])
-    return members[starts[gu][edge] + a], members[starts[gv][edge] + b], edge
+    if not bool((counts != 1).any()):  # the common case: no vector is shared, nothing to expand
+        return members[starts[gu]], members[starts[gv]], xp.arange(gu.size)
+    edge = repeat(xp.arange(gu.size), counts, xp)
+    local = xp.arange(edge.size) - repeat(xp.cumsum(counts) - counts, counts, xp)
+    width = cv[edge]
+    return members[starts[gu][edge] + local // width], members[starts[gv][edge] + local % width], edge
 
 
 def _auto_index(n_distinct: int, use_gpu: bool) -> str:
@@ -371,9 +388,9 @@ def _auto_index(n_distinct: int, use_gpu: bool) -> str:
     return "ivf" if use_gpu or n_distinct <= IVF_MAX else "cells"
 
 
-def _append_expanded(parts_l: list, parts_r: list, parts_s: list, members: np.ndarray, starts: np.ndarray,
-                     sizes: np.ndarray, gu: np.ndarray, gv: np.ndarray, gs: np.ndarray, cap: int) -> None:
-    el, er, edge = _expand(members, starts, sizes, gu, gv, cap)
+def _append_expanded(parts_l: list, parts_r: list, parts_s: list, members: Any, starts: Any, sizes: Any,
+                     gu: Any, gv: Any, gs: Any, cap: int, xp: Any = np) -> None:
+    el, er, edge = _expand(members, starts, sizes, gu, gv, cap, xp)
     parts_l.append(el)
     parts_r.append(er)
     parts_s.append(gs[edge])
@@ -565,16 +582,17 @@ def knn_pairs(
         neighbour pair of vectors expands to at most ``max_group`` records on each side, so one popular vector
         cannot explode the pair count.
     xp : module, optional
-        An array module (``cupy`` on a GPU without FAISS-GPU, ``numpy`` in tests) that searches in place of
-        FAISS: ``flat`` by exact batched matrix products (:func:`gpucdp.gpu.gemm_topk`), ``ivf`` and ``cells``
-        by windows of k-means cells (:func:`gpucdp.gpu.cell_topk`); ``auto`` is exact up to
-        :data:`GPU_EXACT_MAX` distinct vectors on a GPU, as with ``use_gpu`` (up to :data:`EXACT_MAX` with
-        numpy).
+        An array module (``cupy`` on a GPU, ``numpy`` in tests). The embeddings, the grouping of identical
+        vectors and the pairs stay in it (on the device with ``cupy``; only FAISS's search reads the distinct
+        vectors on the host). Without ``use_gpu`` it also searches in place of FAISS: ``flat`` by exact
+        batched matrix products (:func:`gpucdp.gpu.gemm_topk`), ``ivf`` and ``cells`` by windows of k-means
+        cells (:func:`gpucdp.gpu.cell_topk`); ``auto`` is exact up to :data:`GPU_EXACT_MAX` distinct vectors
+        on a GPU, as with ``use_gpu`` (up to :data:`EXACT_MAX` with numpy).
 
     Returns
     -------
     left, right : int64[m]
-        Canonical pairs (``left < right``, unique, sorted).
+        Canonical pairs (``left < right``, unique, sorted); arrays of ``xp`` when given.
     similarity : float32[m]
         Inner product of each pair's embeddings, ``>= min_similarity``.
 
@@ -583,7 +601,8 @@ def knn_pairs(
     The search runs on distinct vectors only, so exact duplicates (common in real data after standardisation)
     cost nothing extra and do not crowd a record's k neighbours with copies of itself.
     """
-    emb = np.ascontiguousarray(to_host(emb), dtype=np.float32)
+    on = np if xp is None else xp  # where the arrays live
+    emb = np.ascontiguousarray(to_host(emb), dtype=np.float32) if on is np else on.asarray(emb, dtype=on.float32)
     if emb.ndim != 2 or emb.shape[1] < 1:
         raise InputError(f"emb must be a 2-d float32 array [n, dim]; got shape {emb.shape}")
     if not isinstance(k, (int, np.integer)) or k < 1:
@@ -600,21 +619,21 @@ def knn_pairs(
     if not isinstance(max_group, (int, np.integer)) or max_group < 1:
         raise SettingsError(f"max_group={max_group!r} is not valid: use a positive integer")
 
-    nonzero = np.any(emb != 0, axis=1)
-    members, starts, sizes = _distinct_rows(emb[nonzero])
+    nonzero = (emb != 0).any(axis=1)
+    members, starts, sizes = _distinct_rows(emb[nonzero], on)
     # Back to indices of emb (rows without any field were left out above).
-    members = np.nonzero(nonzero)[0][members]
-    n_distinct = sizes.size
+    members = on.flatnonzero(nonzero)[members]
+    n_distinct = int(sizes.size)
     vectors = emb[members[starts]]
 
     parts_l, parts_r, parts_s = [], [], []
     # Pairs among identical records: similarity is the vector's own squared norm (1 up to rounding).
     small = (sizes >= 2) & (sizes <= max_group)
-    wl, wr = _pairs_within(members, starts[small], sizes[small])
+    wl, wr = _pairs_within(members, starts[small], sizes[small], on)
     if wl.size:
         parts_l.append(wl)
         parts_r.append(wr)
-        parts_s.append(np.einsum("ij,ij->i", emb[wl], emb[wr]))
+        parts_s.append(on.einsum("ij,ij->i", emb[wl], emb[wr]))
 
     if n_distinct >= 2:
         on_device = use_gpu or (xp is not None and xp is not np)
@@ -623,14 +642,15 @@ def knn_pairs(
             from gpucdp.gpu import cell_topk, gemm_topk
 
             search = gemm_topk if kind == "flat" else cell_topk
-            gu, gv, gs = search(xp.asarray(vectors), k, xp=xp, min_similarity=float(min_similarity))
-            _append_expanded(parts_l, parts_r, parts_s, members, starts, sizes, to_host(gu), to_host(gv),
-                             to_host(gs), max_group)
+            gu, gv, gs = search(vectors, k, xp=xp, min_similarity=float(min_similarity))
+            _append_expanded(parts_l, parts_r, parts_s, members, starts, sizes, gu, gv, gs, max_group, on)
         elif kind == "cells":
-            gu, gv, gs = _cell_join(vectors, k=k, min_similarity=float(min_similarity), faiss=faiss,
+            gu, gv, gs = _cell_join(to_host(vectors), k=k, min_similarity=float(min_similarity), faiss=faiss,
                                     n_cells=nlist, assign=nprobe or 1)
-            _append_expanded(parts_l, parts_r, parts_s, members, starts, sizes, gu, gv, gs, max_group)
+            _append_expanded(parts_l, parts_r, parts_s, members, starts, sizes, on.asarray(gu), on.asarray(gv),
+                             on.asarray(gs), max_group, on)
         else:
+            vectors = to_host(vectors)  # FAISS's Python API searches numpy arrays
             if kind == "ivf" and index == "auto" and use_gpu and hasattr(faiss, "GpuIndexCagra"):
                 kind = "cagra"  # a GPU graph index: FAISS builds with cuVS have it
             built = _build_index(vectors, kind=kind, faiss=faiss, use_gpu=use_gpu, nlist=nlist, nprobe=nprobe,
@@ -646,12 +666,12 @@ def knn_pairs(
                 sims = sims.ravel()
                 keep = (nbrs >= 0) & (nbrs != query) & (sims >= min_similarity)
                 # A vector pair found from both ends is expanded twice; the final canonicalisation keeps one.
-                _append_expanded(parts_l, parts_r, parts_s, members, starts, sizes, query[keep], nbrs[keep],
-                                 sims[keep], max_group)
+                _append_expanded(parts_l, parts_r, parts_s, members, starts, sizes, on.asarray(query[keep]),
+                                 on.asarray(nbrs[keep]), on.asarray(sims[keep]), max_group, on)
 
     if not parts_l:
-        return _empty_pairs() + (np.zeros(0, dtype=np.float32),)
-    left = np.concatenate(parts_l)
-    right = np.concatenate(parts_r)
-    sim = np.concatenate(parts_s).astype(np.float32, copy=False)
-    return _canonical(left, right, sim)
+        return _empty_pairs(on) + (on.zeros(0, dtype=on.float32),)
+    left = on.concatenate(parts_l)
+    right = on.concatenate(parts_r)
+    sim = on.concatenate(parts_s).astype(on.float32, copy=False)
+    return _canonical(left, right, sim, on)

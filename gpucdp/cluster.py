@@ -42,17 +42,39 @@ class ClusterResult:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def _relabel_first_seen(labels: np.ndarray) -> np.ndarray:
-    """Renumber labels 0.. in order of each label's first record (labels are already dense ints)."""
+def _relabel_first_seen(labels: Any, xp: Any = np) -> Any:
+    """Renumber labels 0.. in order of each label's first record (labels are non-negative ints)."""
     n = labels.shape[0]
-    k = int(labels.max()) + 1
-    first = np.full(k, n, dtype=np.int64)
-    np.minimum.at(first, labels, np.arange(n, dtype=np.int64))
-    present = first < n
-    order = np.argsort(first[present], kind="stable")
-    remap = np.full(k, -1, dtype=np.int64)
-    remap[np.flatnonzero(present)[order]] = np.arange(order.shape[0], dtype=np.int64)
-    return remap[labels]
+    if n == 0:
+        return labels.astype(xp.int64)
+    # A stable sort puts each label's first record at the head of its run.
+    by_label = xp.argsort(labels, kind="stable")
+    sorted_labels = labels[by_label]
+    head = xp.ones(n, dtype=bool)
+    head[1:] = sorted_labels[1:] != sorted_labels[:-1]
+    firsts = by_label[head]  # first record of each label, in label order
+    rank = xp.empty(firsts.size, dtype=xp.int64)
+    rank[xp.argsort(firsts)] = xp.arange(firsts.size, dtype=xp.int64)
+    out = xp.empty(n, dtype=xp.int64)
+    out[by_label] = rank[xp.cumsum(head) - 1]
+    return out
+
+
+def _max_per_record(n: int, left: Any, right: Any, values: Any, xp: Any = np) -> Any:
+    """The largest of ``values`` over the edges at each record: float64[n], NaN where a record has none."""
+    out = xp.full(n, xp.nan, dtype=xp.float64)
+    if left.size == 0:
+        return out
+    ends = xp.concatenate((left, right))
+    vals = xp.concatenate((values, values))
+    # sort by value, then (stably) by record: each record's run ends with its largest value
+    order = xp.argsort(vals, kind="stable")
+    order = order[xp.argsort(ends[order], kind="stable")]
+    ends, vals = ends[order], vals[order]
+    last = xp.ones(ends.size, dtype=bool)
+    last[:-1] = ends[1:] != ends[:-1]
+    out[ends[last]] = vals[last]
+    return out
 
 
 def size_summary(labels: np.ndarray) -> dict[str, Any]:
@@ -89,43 +111,45 @@ def cluster_pairs(
     max_cluster_size : int
         Clusters above it are split by the guard (when ``split_oversized``) or flagged.
     backend : Backend
-        Provides connected components (SciPy or cuGraph).
+        Provides the array module (the pairs and probabilities may be its arrays: on the GPU backend they stay
+        on the device, and only per-record results come back) and connected components (SciPy, cuGraph or the
+        Numba CUDA kernel).
     """
-    left = to_host(left).astype(np.int64, copy=False)
-    right = to_host(right).astype(np.int64, copy=False)
-    probability = to_host(probability).astype(np.float64, copy=False)
+    xp = backend.xp
+    left = xp.asarray(left, dtype=xp.int64)
+    right = xp.asarray(right, dtype=xp.int64)
+    probability = xp.asarray(probability, dtype=xp.float64)
     edge_mask = probability >= threshold
-    labels = to_host(backend.connected_components(n, left[edge_mask], right[edge_mask]))
+    labels = xp.asarray(backend.connected_components(n, left[edge_mask], right[edge_mask]))
     steps = [threshold]
     for _ in range(GUARD_STEPS):
         steps.append(1.0 - (1.0 - steps[-1]) / 10.0)
-    record_step = np.zeros(n, dtype=np.int64)
+    record_step = xp.zeros(n, dtype=xp.int64)
     guard_rounds = 0
     split_clusters = 0
-    while split_oversized and guard_rounds < GUARD_STEPS:
-        sizes = np.bincount(labels, minlength=int(labels.max(initial=0)) + 1)
+    while split_oversized and guard_rounds < GUARD_STEPS and n:
+        sizes = xp.bincount(labels, minlength=int(labels.max()) + 1)
         big = sizes > max_cluster_size
-        if not big.any():
+        if not bool(big.any()):
             break
         guard_rounds += 1
         split_clusters += int(big.sum())
         in_big = big[labels]
-        record_step[in_big] = np.minimum(record_step[in_big] + 1, GUARD_STEPS)
-        edge_step = np.maximum(record_step[left], record_step[right])
-        edge_mask = probability >= np.asarray(steps)[edge_step]
-        labels = to_host(backend.connected_components(n, left[edge_mask], right[edge_mask]))
-    labels = _relabel_first_seen(labels.astype(np.int64, copy=False)) if n else labels.astype(np.int64)
+        record_step[in_big] = xp.minimum(record_step[in_big] + 1, GUARD_STEPS)
+        edge_step = xp.maximum(record_step[left], record_step[right])
+        edge_mask = probability >= xp.asarray(steps)[edge_step]
+        labels = xp.asarray(backend.connected_components(n, left[edge_mask], right[edge_mask]))
+    # Per record from here on: what the profiles need comes back to the host, the pairs stay where they are.
+    labels = to_host(_relabel_first_seen(labels.astype(xp.int64), xp))
+    record_probability = to_host(_max_per_record(n, left[edge_mask], right[edge_mask], probability[edge_mask], xp))
+    edges_kept = int(edge_mask.sum())
     sizes = np.bincount(labels, minlength=int(labels.max(initial=-1)) + 1)
     oversized = sizes[labels] > max_cluster_size if n else np.zeros(0, dtype=bool)
-    record_probability = np.full(n, np.nan, dtype=np.float64)
-    kept_p = probability[edge_mask]
-    np.fmax.at(record_probability, left[edge_mask], kept_p)
-    np.fmax.at(record_probability, right[edge_mask], kept_p)
     stats = size_summary(labels)
     stats.update({
         "threshold": threshold,
         "edges_scored": int(left.shape[0]),
-        "edges_kept": int(edge_mask.sum()),
+        "edges_kept": edges_kept,
         "max_cluster_size": max_cluster_size,
         "guard_rounds": guard_rounds,
         "guard_clusters_split": split_clusters,

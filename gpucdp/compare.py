@@ -277,8 +277,8 @@ def _split_tables(comparisons: Sequence[ComparisonSettings], columns: PreparedCo
 
 
 def compare_in_chunks(
-    left: np.ndarray,
-    right: np.ndarray,
+    left: Any,
+    right: Any,
     columns: PreparedColumns,
     tables: ComparisonTables,
     *,
@@ -287,12 +287,13 @@ def compare_in_chunks(
     advance: Callable[[int], None] | None = None,
     order: np.ndarray | None = None,
     xp: Any = np,
-) -> np.ndarray:
+) -> Any:
     """Pattern id of every pair, computed chunk by chunk.
 
     Parameters
     ----------
     left, right : int64[m]
+        Arrays of ``xp``: on the GPU backend the pairs stay on the device, and so do the patterns.
     columns : PreparedColumns
     tables : ComparisonTables
     chunk_size : int
@@ -302,23 +303,28 @@ def compare_in_chunks(
         A record layout (:func:`locality_order`): the columns are permuted into it and the pairs renumbered
         and sorted, so the kernel's reads stay close together; patterns come back in the pairs' order.
     xp : module, default numpy
-        Where cosine comparisons compute (``cupy`` on the GPU backend); unused without them.
+        The array module of the pairs and patterns (``cupy`` on the GPU backend), where cosine comparisons
+        compute too.
 
     Returns
     -------
     int32[m]
+        An array of ``xp``.
     """
     m = int(left.shape[0])
-    patterns = np.empty(m, dtype=np.int32)
+    patterns = xp.empty(m, dtype=xp.int32)
     pair_order = None
     if order is not None and m:
         columns = permute(columns, order)
-        rank = np.empty(order.shape[0], dtype=np.int64)
-        rank[order] = np.arange(order.shape[0], dtype=np.int64)
+        n = order.shape[0]
+        rank = xp.empty(n, dtype=xp.int64)
+        rank[xp.asarray(order)] = xp.arange(n, dtype=xp.int64)
         left, right = rank[left], rank[right]
+        del rank
         # every method is symmetric, so each pair can be read from its smaller end
-        left, right = np.minimum(left, right), np.maximum(left, right)
-        pair_order = _counting_order(left, order.shape[0])
+        left, right = xp.minimum(left, right), xp.maximum(left, right)
+        # counting sort on the host (an argsort of 10M pairs takes ~1.2 s); the device sorts fast enough
+        pair_order = _counting_order(left, n) if xp is np else xp.argsort(left)
         left, right = left[pair_order], right[pair_order]
     chars, offsets, nums = columns.chars, columns.offsets, columns.nums
     if target == "cuda" and m:
@@ -336,11 +342,12 @@ def compare_in_chunks(
             chunk = _patterns_with_cosine(left[start:stop], right[start:stop], columns, tables, embedded,
                                           target=target, xp=xp)
         else:
-            _, pattern = compare_pairs(
+            _, chunk = compare_pairs(
                 left[start:stop], right[start:stop], chars, offsets, nums,
                 tables.level_method, tables.level_col, tables.level_thr, tables.n_levels, target=target,
             )
-            chunk = np.asarray(pattern) if target == "cpu" else pattern.copy_to_host()
+            if target == "cuda":  # a Numba device array: viewed by CuPy without a copy (copied for numpy)
+                chunk = to_host(chunk) if xp is np else xp.asarray(chunk)
         if pair_order is None:
             patterns[start:stop] = chunk
         else:
@@ -350,8 +357,8 @@ def compare_in_chunks(
     return patterns
 
 
-def _patterns_with_cosine(left: np.ndarray, right: np.ndarray, columns: PreparedColumns, tables: ComparisonTables,
-                          embedded: dict[str, tuple[Any, Any]], *, target: str, xp: Any) -> np.ndarray:
+def _patterns_with_cosine(left: Any, right: Any, columns: PreparedColumns, tables: ComparisonTables,
+                          embedded: dict[str, tuple[Any, Any]], *, target: str, xp: Any) -> Any:
     """Pattern ids of pairs when some levels are cosine.
 
     The kernel runs each comparison's other levels, :func:`gpucdp.semantic.cosine_gamma` its cosine levels;
@@ -390,4 +397,4 @@ def _patterns_with_cosine(left: np.ndarray, right: np.ndarray, columns: Prepared
         n_c = int(tables.n_levels[c])
         g = xp.where(first[c] < none, n_c - first[c], xp.where(seen[c], 0, -1))
         pattern += (g + 1) * int(strides[c])
-    return to_host(pattern.astype(xp.int32))
+    return pattern.astype(xp.int32)

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from gpucdp.errors import BackendUnavailableError
+from gpucdp.errors import BackendUnavailableError, MemoryBudgetError
 
 __all__ = [
     "DeviceMemory",
@@ -240,6 +240,7 @@ class DeviceMemory:
 
     xp: Any
     peaks: dict[str, int] = field(default_factory=dict)
+    estimates: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def on_device(self) -> bool:
@@ -265,9 +266,31 @@ class DeviceMemory:
             self.xp.cuda.Device().synchronize()
             self.peaks[name] = max(self.peaks.get(name, 0), int(pool.total_bytes()))
 
+    def check(self, stage: str, working_set: int, advice: str, **counts: Any) -> None:
+        """Stop before a stage whose device working set (bytes) does not fit in the free device memory.
+
+        The device counterpart of :meth:`gpucdp.memory.Budget.check`: on the GPU backend the candidate pairs,
+        their patterns and weights live on the device, so that is the memory their stages must fit in. Free
+        memory is read after the pool gave its cached free blocks back. Recorded under ``estimates``.
+
+        Raises
+        ------
+        MemoryBudgetError
+            Names the stage, the estimate, the free device memory and ``advice`` (what to change).
+        """
+        self.xp.get_default_memory_pool().free_all_blocks()
+        free, total = self.info()
+        self.estimates[stage] = {"estimate_bytes": int(working_set), "free_bytes": free, **counts}
+        if working_set > free:
+            gb = 1e9
+            raise MemoryBudgetError(
+                f"the {stage} stage needs about {working_set / gb:.2f} GB of GPU memory but {free / gb:.2f} of "
+                f"{total / gb:.2f} GB are free: {advice}, or run with --backend cpu"
+            )
+
     def describe(self) -> dict[str, Any]:
         if not self.on_device:
             return {}
         free, total = self.info()
         return {"free_bytes": free, "total_bytes": total, "peak_bytes_by_stage": dict(self.peaks),
-                "peak_bytes": max(self.peaks.values(), default=0)}
+                "peak_bytes": max(self.peaks.values(), default=0), "estimates": dict(self.estimates)}

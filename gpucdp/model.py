@@ -33,6 +33,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from gpucdp.backend import to_host
 from gpucdp.errors import SettingsError
 from gpucdp.kernels.compare import decode_patterns as decode
 from gpucdp.kernels.compare import pattern_strides as strides
@@ -57,19 +58,21 @@ def _level_counts(gamma: np.ndarray, counts: np.ndarray, n_levels: np.ndarray, w
 
 
 def estimate_u(
-    patterns: np.ndarray,
+    patterns: Any,
     n_levels: np.ndarray,
     *,
     distinct_pairs: float | None = None,
     prior_pairs: float = 100.0,
     prior_else: float = 0.99,
+    xp: Any = np,
 ) -> list[np.ndarray]:
     """u probabilities from the patterns of random (overwhelmingly non-matching) pairs.
 
     Parameters
     ----------
     patterns : int32[r]
-        Patterns of random pairs (sampled with replacement).
+        Patterns of random pairs (sampled with replacement), an ``xp`` array: counted where they are, and only
+        the distinct patterns and their counts come to the host.
     n_levels : int32[C]
     distinct_pairs : float, optional
         How many different pairs the records allow (n(n-1)/2): a sample larger than that repeats pairs and
@@ -84,9 +87,8 @@ def estimate_u(
     -------
     list of float64[n_levels[c] + 1], indexed by gamma (0 = else).
     """
-    patterns = np.asarray(patterns)
-    uniq, counts = np.unique(patterns, return_counts=True)
-    counts = counts.astype(np.float64)
+    uniq, counts = xp.unique(patterns, return_counts=True)
+    uniq, counts = to_host(uniq), to_host(counts).astype(np.float64)
     if distinct_pairs is not None and patterns.size > distinct_pairs > 0:
         counts *= distinct_pairs / patterns.size
     gamma = decode(uniq, n_levels)
@@ -327,17 +329,18 @@ class FSModel:
         return (match - non_match) / math.log(2.0)
 
     @staticmethod
-    def tf_adjustment(tf_values: np.ndarray, baseline: float, tf_minimum_u: float) -> np.ndarray:
-        """Extra weight on an exact level for values of relative frequency ``tf_values``.
+    def tf_adjustment(tf_values: Any, baseline: float, tf_minimum_u: float, xp: Any = np) -> Any:
+        """Extra weight on an exact level for values of relative frequency ``tf_values`` (an ``xp`` array).
 
         ``baseline`` is the chance that two random records agree on the field (Σ_v f_v², the mean of
         ``tf`` over records): a value as common as that gets no adjustment, rarer ones gain, commoner ones lose.
         """
-        return np.log2(baseline / np.maximum(tf_values, tf_minimum_u))
+        return xp.log2(baseline / xp.maximum(tf_values, tf_minimum_u))
 
     @staticmethod
-    def probability(weights: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp2(-np.clip(weights, -60, 60)))
+    def probability(weights: Any, xp: Any = np) -> Any:
+        """Match probability of match weights (an ``xp`` array)."""
+        return 1.0 / (1.0 + xp.exp2(-xp.clip(weights, -60, 60)))
 
     def to_dict(self) -> dict[str, Any]:
         comps = []

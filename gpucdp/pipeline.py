@@ -26,7 +26,7 @@ import gpucdp
 from gpucdp import block as block_stage
 from gpucdp import memory
 from gpucdp.arrays import cached_factorize, dense_unique
-from gpucdp.backend import Backend, get_backend
+from gpucdp.backend import Backend, get_backend, to_host
 from gpucdp.cluster import cluster_pairs
 from gpucdp.compare import build_tables, compare_in_chunks, locality_order, prepare_columns
 from gpucdp.embed import embed_hybrid
@@ -180,6 +180,17 @@ def resolve(
         settings = settings.model_copy(update={"comparisons": fs_model.comparisons})
     report.print(f"[dim]backend: {be.name} ({be.reason})[/dim]")
     device = DeviceMemory(be.xp)  # no-op on the CPU
+    # The array module of everything per pair: on the GPU backend candidate pairs, patterns, weights and
+    # probabilities are made and kept on the device, and only per-record results (cluster labels) come back.
+    xp = be.xp
+
+    def need(stage: str, working_set: int, fix: str, **counts: Any) -> None:
+        """Check a per-pair stage's working set against the memory it lives in (host or device); ``fix`` says
+        what to change in the run (the host's message adds the budget itself)."""
+        if device.on_device:
+            device.check(stage, working_set, fix, **counts)
+        else:
+            budget.check(stage, working_set, f"raise --memory-limit, or {fix}", **counts)
 
     # ---- read
     with report.stage("read") as st:
@@ -253,15 +264,15 @@ def resolve(
             kl, kr, _ = block_stage.knn_pairs(
                 emb, k=knn.k, min_similarity=knn.min_similarity, faiss=be.faiss, use_gpu=be.faiss_gpu,
                 index=knn.index, nprobe=knn.nprobe,
-                xp=be.xp if be.knn in ("cupy-gemm", "numpy-gemm") else None,
+                xp=be.xp if be.is_gpu or be.knn == "numpy-gemm" else None,
             )
             del emb
-            left_parts.append(kl)
-            right_parts.append(kr)
+            left_parts.append(xp.asarray(kl))
+            right_parts.append(xp.asarray(kr))
             block_counts["knn_pairs"] = int(kl.shape[0])
             st.count(pairs=int(kl.shape[0]))
     del prepared_device  # the device copy of the prepared columns was for the embedder only
-    with report.stage("block") as st:
+    with report.stage("block") as st, device.stage("block"):
         rule_stats = []
         raw_pairs = 0
         for rule, max_block_size in resolved.blocking.key_rules():
@@ -271,25 +282,26 @@ def resolve(
                     f"blocking.rules {rule}: {', '.join(missing)} do not exist after standardisation; available: "
                     f"{', '.join(sorted(prepared.columns))}"
                 )
-            codes = block_stage.key_codes(prepared, rule, cache=codes_cache)
+            codes = block_stage.key_codes(prepared, rule, cache=codes_cache, xp=xp)
 
             def check(pairs: int, rule: list[str] = rule, max_block_size: int = max_block_size) -> None:
-                budget.check("block", (raw_pairs + pairs) * memory.BLOCK_BYTES_PER_PAIR,
-                             f"raise --memory-limit, lower the rule's max_block_size (now {max_block_size}) or "
-                             f"drop a key rule (rule {rule} alone makes {pairs:,} pairs)",
-                             raw_pairs=raw_pairs + pairs)
+                need("block", (raw_pairs + pairs) * memory.BLOCK_BYTES_PER_PAIR,
+                     f"lower the rule's max_block_size (now {max_block_size}) or "
+                     f"drop a key rule (rule {rule} alone makes {pairs:,} pairs)", raw_pairs=raw_pairs + pairs)
 
-            rl, rr, stats = block_stage.key_pairs(codes, max_block_size, canonical=False, before_pairs=check)
+            rl, rr, stats = block_stage.key_pairs(codes, max_block_size, canonical=False, before_pairs=check,
+                                                  xp=xp)
+            del codes
             raw_pairs += stats["pairs"]
             left_parts.append(rl)
             right_parts.append(rr)
             rule_stats.append({"rule": rule, "max_block_size": max_block_size, **stats})
         if left_parts:
-            left, right = block_stage.canonical_pairs(np.concatenate(left_parts), np.concatenate(right_parts))
+            left, right = block_stage.canonical_pairs(xp.concatenate(left_parts), xp.concatenate(right_parts), xp)
         else:
-            left, right = np.zeros(0, np.int64), np.zeros(0, np.int64)
+            left, right = xp.zeros(0, xp.int64), xp.zeros(0, xp.int64)
         del left_parts, right_parts
-        left, right = block_stage.filter_mode(left, right, source_codes, resolved.mode)
+        left, right = block_stage.filter_mode(left, right, source_codes, resolved.mode, xp)
         block_counts.update({"rules": rule_stats, "candidate_pairs": int(left.shape[0])})
         st.count(candidate_pairs=int(left.shape[0]))
 
@@ -302,39 +314,48 @@ def resolve(
                                 cache=codes_cache)
         n_pairs = int(left.shape[0])
         column_bytes = columns_packed.chars.nbytes + columns_packed.offsets.nbytes + columns_packed.nums.nbytes
-        chunk_size = budget.chunk_size(
-            "compare", fixed=n_pairs * memory.COMPARE_BYTES_PER_PAIR + column_bytes,
-            per_item=memory.COMPARE_CHUNK_BYTES_PER_PAIR + len(resolved.comparisons),
-            # no chunk needs to be longer than the candidate or random pairs it holds
-            preferred=min(resolved.chunk_size, max(n_pairs, resolved.model.u_pairs)), minimum=1_000,
-            advice="raise --memory-limit, or make fewer candidate pairs: lower blocking.max_block_size (now "
-                   f"{resolved.blocking.max_block_size}), drop a key rule or lower blocking.knn.k",
-            candidate_pairs=n_pairs, column_bytes=column_bytes)
-        if device.on_device:  # a chunk's pairs, gamma and patterns on the device: bounded by free memory
-            chunk_size = min(chunk_size, rows_per_chunk(device.info()[0], 8 + 8 + len(tables.names) + 4))
+        per_pair = memory.COMPARE_CHUNK_BYTES_PER_PAIR + len(resolved.comparisons)
+        # no chunk needs to be longer than the candidate or random pairs it holds
+        preferred = min(resolved.chunk_size, max(n_pairs, resolved.model.u_pairs))
+        fix = ("make fewer candidate pairs: lower blocking.max_block_size (now "
+               f"{resolved.blocking.max_block_size}), drop a key rule or lower blocking.knn.k")
+        if device.on_device:  # the pairs, their renumbering and patterns on the device; chunks from what is left
+            need("compare", n_pairs * memory.COMPARE_BYTES_PER_PAIR + column_bytes + 1_000 * per_pair, fix,
+                 candidate_pairs=n_pairs, column_bytes=column_bytes)
+            chunk_size = min(preferred, rows_per_chunk(
+                device.info()[0] - n_pairs * memory.COMPARE_BYTES_PER_PAIR - column_bytes, per_pair))
+        else:
+            chunk_size = budget.chunk_size(
+                "compare", fixed=n_pairs * memory.COMPARE_BYTES_PER_PAIR + column_bytes, per_item=per_pair,
+                preferred=preferred, minimum=1_000, advice=f"raise --memory-limit, or {fix}", candidate_pairs=n_pairs,
+                column_bytes=column_bytes)
         patterns = compare_in_chunks(
             left, right, columns_packed, tables, chunk_size=chunk_size, target=be.kernel_target,
-            advance=st.advance, order=layout, xp=be.xp,
+            advance=st.advance, order=layout, xp=xp,
         )
         st.count(pairs=int(left.shape[0]), comparisons=len(resolved.comparisons))
 
     # ---- model
-    with report.stage("model") as st:
-        budget.check("model", n_pairs * memory.MODEL_BYTES_PER_PAIR
+    with report.stage("model") as st, device.stage("model"):
+        need("model", n_pairs * memory.MODEL_BYTES_PER_PAIR
                      + (resolved.model.u_pairs * memory.MODEL_BYTES_PER_RANDOM_PAIR if fs_model is None else 0),
-                     f"raise --memory-limit, lower model.u_pairs (now {resolved.model.u_pairs:,}) or make fewer "
+                     f"lower model.u_pairs (now {resolved.model.u_pairs:,}) or make fewer "
                      "candidate pairs (blocking.max_block_size, key rules)", candidate_pairs=n_pairs)
         space = int(np.prod(tables.n_levels.astype(np.int64) + 2))
         if space <= 1 << 24:
-            uniq, inverse, counts = dense_unique(patterns, space)
+            uniq, inverse, counts = dense_unique(patterns, space, xp)
         else:
-            uniq, inverse, counts = np.unique(patterns, return_inverse=True, return_counts=True)
+            uniq, inverse, counts = xp.unique(patterns, return_inverse=True, return_counts=True)
+        # the distinct patterns and their counts are all EM needs: they come to the host, the pairs do not
+        uniq, counts = to_host(uniq), to_host(counts)
         if fs_model is None:
             rl, rr = _random_pairs(n, resolved.model.u_pairs, source_codes, resolved.mode, resolved.model.seed)
             random_patterns = compare_in_chunks(
-                rl, rr, columns_packed, tables, chunk_size=chunk_size, target=be.kernel_target, xp=be.xp,
+                xp.asarray(rl), xp.asarray(rr), columns_packed, tables, chunk_size=chunk_size,
+                target=be.kernel_target, xp=xp,
             )
-            u_random = estimate_u(random_patterns, tables.n_levels, distinct_pairs=n * (n - 1) / 2)
+            u_random = estimate_u(random_patterns, tables.n_levels, distinct_pairs=n * (n - 1) / 2, xp=xp)
+            del random_patterns
             if uniq.size:
                 # Each extra non-match class is learnt from the data: with few candidate pairs (a small
                 # input) fall back towards the textbook model, whose u comes from random pairs.
@@ -349,18 +370,19 @@ def resolve(
             info.update({"random_pairs": int(rl.shape[0]), "candidate_pairs": int(left.shape[0]),
                          "distinct_patterns": int(uniq.size)})
             fs_model = FSModel(list(resolved.comparisons), m, u, lambdas, info, u_random)
-        weights = fs_model.pattern_weights(uniq)[inverse] if uniq.size else np.zeros(0)
+        weights = xp.asarray(fs_model.pattern_weights(uniq))[inverse] if uniq.size else xp.zeros(0)
         gamma_unique = decode(uniq, tables.n_levels) if uniq.size else np.zeros((0, len(tables.names)), np.int8)
         for c, comp in enumerate(resolved.comparisons):
             if not comp.term_frequency:
                 continue
-            exact = (gamma_unique[:, c] == tables.n_levels[c])[inverse]
-            if exact.any():
+            exact = xp.asarray(gamma_unique[:, c] == tables.n_levels[c])[inverse]
+            if bool(exact.any()):
                 column = comp.levels[0].column
                 tf = _term_frequencies(cached_factorize(codes_cache, column, prepared[column])[0])
                 weights[exact] += resolved.model.tf_weight * fs_model.tf_adjustment(
-                    tf[left[exact]], float(np.nanmean(tf)), resolved.model.tf_minimum_u)
-        probability = FSModel.probability(weights)
+                    xp.asarray(tf)[left[exact]], float(np.nanmean(tf)), resolved.model.tf_minimum_u, xp)
+        del inverse
+        probability = FSModel.probability(weights, xp)
         st.count(lam=round(fs_model.lam, 5), patterns=int(uniq.size))
 
     # ---- cluster
@@ -391,14 +413,16 @@ def resolve(
         if hash_pairs:
             key = hash_key.encode("utf-8") if isinstance(hash_key, str) else hash_key or secrets.token_bytes(32)
             ids = keyed_record_hashes(source, record_id, key)
+        # the scored pairs leave the device only when asked for
+        left, right = to_host(left), to_host(right)
         pairs_table = pa.table({
             "left_record_id": pa.array(ids[left], pa.string()),
             "left_source": pa.array(source[left], pa.string()),
             "right_record_id": pa.array(ids[right], pa.string()),
             "right_source": pa.array(source[right], pa.string()),
-            "pattern": pa.array(patterns, pa.int32()),
-            "match_weight": pa.array(weights, pa.float64()),
-            "match_probability": pa.array(probability, pa.float64()),
+            "pattern": pa.array(to_host(patterns), pa.int32()),
+            "match_weight": pa.array(to_host(weights), pa.float64()),
+            "match_probability": pa.array(to_host(probability), pa.float64()),
         })
 
     manifest: dict[str, Any] = {
@@ -443,7 +467,7 @@ def resolve(
         manifest=manifest,
         pairs=pairs_table.to_pandas() if pairs_table is not None else None,
         out=Path(out) if out is not None else None,
-        extra={"candidates": (left, right)} if keep_candidates else {},
+        extra={"candidates": (to_host(left), to_host(right))} if keep_candidates else {},
     )
 
 

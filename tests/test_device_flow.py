@@ -1,0 +1,138 @@
+"""The GPU backend's data flow, run where CI runs: :func:`gpucdp.resolve` with a strict stand-in for CuPy.
+
+The GPU path has stages that only a GPU runs for real (CuPy arrays, Numba CUDA launches). Here the backend is
+the GPU one in everything but the hardware: its array module is :class:`strict_xp.StrictXP`, which refuses
+implicit device → host copies, host arrays in device operations and calls CuPy does not have, and logs every
+explicit copy; the two kernel launches (comparison, embedding) and connected components run their CPU twins
+on the stand-in's buffers, as the device would. So a run checks that
+
+- the GPU path gives exactly the CPU path's results (profiles, membership, model);
+- candidate pairs, their patterns, weights and probabilities never come back to the host: every device → host
+  copy is per record (labels, embeddings for kNN) or per distinct pattern — unless the pairs are asked for;
+- the device memory checks see the per-pair stages and stop one that cannot fit.
+"""
+
+from __future__ import annotations
+
+import gpucdp.kernels.device
+import numpy as np
+import pytest
+from gpucdp.kernels.compare import compare_pairs as compare_pairs_cpu
+from gpucdp.kernels.components import components_cpu
+from strict_xp import DeviceArray, StrictXP
+
+import gpucdp.compare
+import gpucdp.embed
+from gpucdp import synth
+from gpucdp.backend import Backend, plan_backend
+from gpucdp.errors import MemoryBudgetError
+from gpucdp.pipeline import resolve
+
+N_RECORDS = 3000
+
+
+def _plan():
+    libraries = {name: "1.0" for name in ("numpy", "pandas", "pyarrow", "numba", "scipy", "faiss", "cupy",
+                                          "numba_cuda")}
+    libraries.update(cudf=None, cugraph=None)
+    return plan_backend("gpu", {"libraries": libraries, "cuda_device": "stand-in", "cuda_reason": None,
+                                "faiss_gpu": False})
+
+
+@pytest.fixture
+def device(monkeypatch):
+    """A GPU backend on the stand-in: (backend, xp). The kernels run their CPU twins on the device buffers."""
+    xp = StrictXP()
+
+    def host_view(a):  # what a kernel reads on the device: no transfer is logged
+        return a._a if isinstance(a, DeviceArray) else a
+
+    def as_device(a, dtype=None):
+        return a if isinstance(a, DeviceArray) else xp.asarray(np.ascontiguousarray(a, dtype=dtype))
+
+    def compare_pairs(*args, target="cpu"):
+        if target == "cpu":  # the CPU run beside it
+            return compare_pairs_cpu(*args, target="cpu")
+        gamma, pattern = compare_pairs_cpu(*[host_view(a) for a in args], target="cpu")
+        return DeviceArray(gamma, xp), DeviceArray(pattern, xp)
+
+    def embed_cuda(kernels, chars, offsets, weights, dim, q, n, xp_):
+        out = np.empty((n, dim), dtype=np.float32)
+        kernels.embed_cpu(host_view(chars), host_view(offsets), weights, dim, q, out)
+        return DeviceArray(out, xp)
+
+    def components(n, left, right):
+        assert isinstance(left, DeviceArray) and isinstance(right, DeviceArray)
+        return DeviceArray(components_cpu(n, host_view(left), host_view(right)), xp)
+
+    monkeypatch.setattr(gpucdp.kernels.device, "as_device", as_device)
+    monkeypatch.setattr(gpucdp.compare, "compare_pairs", compare_pairs)
+    monkeypatch.setattr(gpucdp.embed, "_embed_cuda", embed_cuda)
+    import faiss
+    import pandas
+
+    plan = _plan()
+    backend = Backend(name="gpu", xp=xp, xdf=pandas, faiss=faiss, faiss_gpu=False, kernel_target="cuda",
+                      reason=plan.reason, components_impl=components, plan=plan)
+    return backend, xp
+
+
+@pytest.fixture(scope="module")
+def records():
+    frame, _ = synth.generate_frame(N_RECORDS, seed=11, difficulty=0.5)
+    return frame
+
+
+def _per_pair_copies(xp: StrictXP, n_pairs: int, n_records: int) -> list:
+    """Device → host copies of a per-pair length (no per-record array of this input has that length)."""
+    assert n_pairs != n_records
+    return [t for t in xp.host_transfers() if t.shape and t.shape[0] == n_pairs]
+
+
+@pytest.mark.parametrize("knn", [False, True])
+def test_gpu_flow_matches_the_cpu_and_keeps_pairs_on_the_device(device, records, knn):
+    backend, xp = device
+    settings = {"blocking": {"knn": {"enabled": knn}}}
+    cpu = resolve(records, settings=settings, backend="cpu", keep_candidates=True)
+    gpu = resolve(records, settings=settings, backend=backend)
+
+    assert gpu.manifest["backend"]["name"] == "gpu"
+    for table in ("profiles", "membership"):
+        cpu_table, gpu_table = getattr(cpu, table), getattr(gpu, table)
+        assert cpu_table.equals(gpu_table), table
+    assert cpu.model.to_dict() == gpu.model.to_dict()
+    assert gpu.manifest["blocking"]["candidate_pairs"] == cpu.manifest["blocking"]["candidate_pairs"]
+
+    n_pairs = gpu.manifest["blocking"]["candidate_pairs"]
+    assert n_pairs > 2 * N_RECORDS  # enough pairs that a per-pair copy would stand out
+    assert _per_pair_copies(xp, n_pairs, N_RECORDS) == []
+    # everything that did come back is per record or smaller
+    copied = sum(t.nbytes for t in xp.host_transfers())
+    assert max(t.nbytes for t in xp.host_transfers()) <= 8 * N_RECORDS
+    assert copied < 100 * N_RECORDS
+    # the device checks saw the per-pair stages
+    estimates = gpu.manifest["device_memory"]["estimates"]
+    assert {"block", "compare", "model"} <= set(estimates)
+    assert estimates["compare"]["candidate_pairs"] == n_pairs
+    assert gpu.manifest["device_memory"]["peak_bytes_by_stage"]["compare"] > 0
+
+
+def test_asking_for_the_pairs_brings_them_back(device, records):
+    # the check above can fail: scored pairs do cross to the host when the user asks for them
+    backend, xp = device
+    settings = {"blocking": {"knn": {"enabled": False}}}
+    cpu = resolve(records, settings=settings, backend="cpu", write_pairs=True)
+    gpu = resolve(records, settings=settings, backend=backend, write_pairs=True)
+    n_pairs = gpu.manifest["blocking"]["candidate_pairs"]
+    assert len(_per_pair_copies(xp, n_pairs, N_RECORDS)) >= 5  # left, right, pattern, weight, probability
+    assert cpu.pairs.equals(gpu.pairs)
+
+
+def test_a_device_too_small_for_the_pairs_stops_before_blocking_them(device, records):
+    backend, xp = device
+    xp.device_bytes = 5_000_000  # the records fit (the check before any work passes), a rule on city alone does not
+    settings = {"blocking": {"knn": {"enabled": False}, "rules": [["city"]], "max_block_size": N_RECORDS}}
+    with pytest.raises(MemoryBudgetError, match=r"block stage needs about .* GB of GPU memory .*rule \['city'\]"):
+        resolve(records, settings=settings, backend=backend)
+    xp.device_bytes = 8 * 2**30
+    assert resolve(records, settings=settings, backend=backend).manifest["blocking"]["candidate_pairs"] > 20 * N_RECORDS
