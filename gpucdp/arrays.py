@@ -26,7 +26,10 @@ def unique_sorted(keys: Any, xp: Any = np) -> Any:
         return keys
     first = xp.empty(keys.size, dtype=bool)
     first[0] = True
-    first[1:] = keys[1:] != keys[:-1]
+    if xp is np:
+        np.not_equal(keys[1:], keys[:-1], out=first[1:])  # no temporary: this runs over 10M+ pair keys
+    else:
+        first[1:] = keys[1:] != keys[:-1]
     return keys[first]
 
 

@@ -61,19 +61,14 @@ def _relabel_first_seen(labels: Any, xp: Any = np) -> Any:
 
 
 def _max_per_record(n: int, left: Any, right: Any, values: Any, xp: Any = np) -> Any:
-    """The largest of ``values`` over the edges at each record: float64[n], NaN where a record has none."""
-    out = xp.full(n, xp.nan, dtype=xp.float64)
-    if left.size == 0:
-        return out
-    ends = xp.concatenate((left, right))
-    vals = xp.concatenate((values, values))
-    # sort by value, then (stably) by record: each record's run ends with its largest value
-    order = xp.argsort(vals, kind="stable")
-    order = order[xp.argsort(ends[order], kind="stable")]
-    ends, vals = ends[order], vals[order]
-    last = xp.ones(ends.size, dtype=bool)
-    last[:-1] = ends[1:] != ends[:-1]
-    out[ends[last]] = vals[last]
+    """The largest of ``values`` (>= 0) over the edges at each record: float64[n], NaN where a record has none.
+
+    ``maximum.at`` is a scatter on both numpy and CuPy (whose ``.at`` has no ``fmax``, hence -1 for "none").
+    """
+    out = xp.full(n, -1.0, dtype=xp.float64)
+    xp.maximum.at(out, left, values)
+    xp.maximum.at(out, right, values)
+    out[out < 0] = xp.nan
     return out
 
 
