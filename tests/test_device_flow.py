@@ -25,6 +25,7 @@ import gpucdp.compare
 import gpucdp.embed
 from gpucdp import synth
 from gpucdp.backend import Backend, plan_backend
+from gpucdp.block import knn_pairs
 from gpucdp.errors import MemoryBudgetError
 from gpucdp.pipeline import resolve
 
@@ -89,11 +90,22 @@ def _per_pair_copies(xp: StrictXP, n_pairs: int, n_records: int) -> list:
     return [t for t in xp.host_transfers() if t.shape and t.shape[0] == n_pairs]
 
 
-@pytest.mark.parametrize("knn", [False, True])
-def test_gpu_flow_matches_the_cpu_and_keeps_pairs_on_the_device(device, records, knn):
+CASES = {
+    "key rules": {"blocking": {"knn": {"enabled": False}}},
+    "key rules and kNN": {"blocking": {"knn": {"enabled": True}}},
+    # across sources only, and a cluster cap so low that the over-merge guard runs its rounds on the device
+    # (without kNN: on this input a record's 5th and 6th neighbours tie exactly, and FAISS and the GEMM
+    # fallback break the tie differently, which is allowed)
+    "link mode, guard": {"mode": "link", "blocking": {"knn": {"enabled": False}},
+                         "cluster": {"max_cluster_size": 2}},
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_gpu_flow_matches_the_cpu_and_keeps_pairs_on_the_device(device, records, case):
     backend, xp = device
-    settings = {"blocking": {"knn": {"enabled": knn}}}
-    cpu = resolve(records, settings=settings, backend="cpu", keep_candidates=True)
+    settings = CASES[case]
+    cpu = resolve(records, settings=settings, backend="cpu")
     gpu = resolve(records, settings=settings, backend=backend)
 
     assert gpu.manifest["backend"]["name"] == "gpu"
@@ -115,6 +127,20 @@ def test_gpu_flow_matches_the_cpu_and_keeps_pairs_on_the_device(device, records,
     assert {"block", "compare", "model"} <= set(estimates)
     assert estimates["compare"]["candidate_pairs"] == n_pairs
     assert gpu.manifest["device_memory"]["peak_bytes_by_stage"]["compare"] > 0
+    if "cluster" in settings:
+        assert gpu.manifest["cluster"]["guard_rounds"] > 0 and gpu.manifest["cluster"]["guard_clusters_split"] > 0
+    assert gpu.manifest["cluster"] == cpu.manifest["cluster"]
+
+
+def test_a_trained_model_is_reused_on_the_device(device, records):
+    backend, xp = device
+    settings = {"blocking": {"knn": {"enabled": False}}}
+    trained = resolve(records.iloc[: N_RECORDS // 2], settings=settings, backend="cpu").model
+    cpu = resolve(records, settings=settings, backend="cpu", model=trained)
+    gpu = resolve(records, settings=settings, backend=backend, model=trained)
+    assert cpu.membership.equals(gpu.membership) and cpu.profiles.equals(gpu.profiles)
+    assert gpu.model.to_dict() == trained.to_dict()
+    assert _per_pair_copies(xp, gpu.manifest["blocking"]["candidate_pairs"], N_RECORDS) == []
 
 
 def test_asking_for_the_pairs_brings_them_back(device, records):
@@ -136,3 +162,31 @@ def test_a_device_too_small_for_the_pairs_stops_before_blocking_them(device, rec
         resolve(records, settings=settings, backend=backend)
     xp.device_bytes = 8 * 2**30
     assert resolve(records, settings=settings, backend=backend).manifest["blocking"]["candidate_pairs"] > 20 * N_RECORDS
+
+
+@pytest.mark.parametrize("index", ["flat", "cells", "ivf", "hnsw"])
+def test_knn_pairs_on_the_device_match_the_host(index):
+    # flat: the GEMM fallback; cells and ivf: windows of k-means cells; hnsw: FAISS on the host, fed from the
+    # device (its distinct vectors go over, the pairs come back to the device)
+    import faiss
+
+    rng = np.random.default_rng(0)
+    x = np.repeat(rng.normal(size=(400, 16)), 3, axis=0) + rng.normal(scale=0.05, size=(1200, 16))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    x[5], x[10] = x[6], 0  # a shared vector and an empty record
+    xp = StrictXP()
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # HNSW's build is deterministic on one thread
+    try:
+        host = knn_pairs(x, k=4, min_similarity=0.5, faiss=faiss, index=index, xp=np)
+        device = knn_pairs(xp.asarray(x), k=4, min_similarity=0.5, faiss=faiss, index=index, xp=xp)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    assert all(isinstance(a, DeviceArray) for a in device)
+    copied = xp.host_transfers(min_elements=100)
+    assert [t.shape for t in copied] == ([(400 * 3 - 2, 16)] if index == "hnsw" else [])
+    got = [a.get() for a in device]
+    np.testing.assert_array_equal(got[0], host[0])
+    np.testing.assert_array_equal(got[1], host[1])
+    np.testing.assert_allclose(got[2], host[2], rtol=1e-6)
+    assert host[0].size > 1200
