@@ -106,7 +106,8 @@ def main(argv=None) -> int:
     for col in columns:
         table.add_column(col, justify="right")
     for n in args.sizes:
-        row = bench_size(n, workdir=workdir, backend=args.backend, seed=args.seed, difficulty=args.difficulty)
+        row = bench_size(n, workdir=workdir, backend=args.backend, seed=args.seed, difficulty=args.difficulty,
+                         settings=None)
         doc["results"].append(row)
         write_json(args.json, doc)
         device = row.get("peak_device_bytes")
