@@ -23,7 +23,7 @@ import numba
 import numpy as np
 import pandas as pd
 
-from gpucdp.arrays import cached_factorize, repeat, unique_sorted
+from gpucdp.arrays import cached_factorize, repeat
 from gpucdp.backend import to_host
 from gpucdp.errors import InputError, SettingsError
 
@@ -37,8 +37,11 @@ __all__ = [
     "canonical_pairs",
     "filter_mode",
     "key_codes",
+    "key_pair_keys",
     "key_pairs",
     "knn_pairs",
+    "pack_pairs",
+    "union_pairs",
 ]
 
 MODES = ("dedupe", "link", "link_and_dedupe")
@@ -94,17 +97,9 @@ def _canonical(left: Any, right: Any, values: Any, xp: Any = np) -> tuple[Any, A
         return _empty_pairs(xp) + (None if values is None else values[:0],)
     base = int(max(int(left.max()), int(right.max()))) + 1
     if base <= _PACK_LIMIT:
-        if xp is np:
-            keys = np.empty(left.size, dtype=np.int64)
-            _packed_keys(left, right, base, keys)
-        else:  # the same keys with array operations (a Numba CPU kernel cannot read device memory)
-            lo, hi = xp.minimum(left, right), xp.maximum(left, right)
-            keys = xp.where(lo == hi, -1, lo * base + hi)
-            del lo, hi
+        keys = pack_pairs(left, right, base, xp)
         if values is None:
-            keys = unique_sorted(keys, xp)
-            keys = keys[keys >= 0]  # self pairs were packed as -1
-            return keys // base, keys % base, None
+            return union_pairs([keys], base, xp) + (None,)
         # an unstable sort does: np.unique's return_index would force a slower stable one
         order = xp.argsort(keys)
         keys, values = keys[order], values[order]
@@ -123,6 +118,47 @@ def _canonical(left: Any, right: Any, values: Any, xp: Any = np) -> tuple[Any, A
     first = xp.ones(lo.size, dtype=bool)
     first[1:] = (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])
     return lo[first], hi[first], None if values is None else values[keep][order][first]
+
+
+def pack_pairs(left: Any, right: Any, n: int, xp: Any = np) -> Any:
+    """One int64 key per pair, ``min * n + max`` (-1 for a self pair), for records numbered below ``n``.
+
+    A pair costs 8 bytes this way instead of 16, and the union of several sources of pairs is one sort of
+    keys (:func:`union_pairs`).
+    """
+    if n > _PACK_LIMIT:
+        raise InputError(f"{n:,} records are more than one run can pair ({_PACK_LIMIT:,}): split the input")
+    if xp is np:
+        keys = np.empty(left.size, dtype=np.int64)
+        _packed_keys(np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64), n, keys)
+        return keys
+    # the same keys with array operations (a Numba CPU kernel cannot read device memory)
+    lo, hi = xp.minimum(left, right), xp.maximum(left, right)
+    return xp.where(lo == hi, -1, lo * n + hi)
+
+
+def union_pairs(parts: list, n: int, xp: Any = np) -> tuple[Any, Any]:
+    """Canonical pairs (``left < right``, unique, sorted) from lists of keys made by :func:`pack_pairs`.
+
+    ``parts`` is emptied: its arrays are concatenated (or the only one taken) and sorted in place, so the peak
+    is two copies of the keys (8 bytes a pair each) during the concatenation, then one.
+    """
+    if not parts:
+        return _empty_pairs(xp)
+    keys = parts[0] if len(parts) == 1 else xp.concatenate(parts)
+    parts.clear()
+    keys.sort()
+    if keys.size == 0:
+        return _empty_pairs(xp)
+    keep = xp.empty(keys.size, dtype=bool)
+    keep[0] = True
+    if xp is np:
+        np.not_equal(keys[1:], keys[:-1], out=keep[1:])
+    else:
+        keep[1:] = keys[1:] != keys[:-1]
+    keep &= keys >= 0  # self pairs were packed as -1
+    keys = keys[keep]
+    return keys // n, keys % n
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -256,25 +292,78 @@ def key_pairs(codes: Any, max_block_size: int, *, canonical: bool = True,
     stats : dict
         ``blocks`` (blocks that made pairs), ``pairs``, ``oversized_blocks``, ``records_in_oversized``.
     """
+    members, starts, sizes, _, stats = _blocks(codes, max_block_size, before_pairs, xp)
+    left, right = _pairs_within(members, starts, sizes, xp)
+    if canonical:
+        left, right = canonical_pairs(left, right, xp)
+    return left, right, stats
+
+
+def key_pair_keys(codes: Any, max_block_size: int, *, before_pairs: Callable[[int], None] | None = None,
+                  xp: Any = np) -> tuple[Any, dict[str, int]]:
+    """The pairs of :func:`key_pairs` as packed keys (:func:`pack_pairs` with ``n = len(codes)``): 8 bytes a pair.
+
+    On the CPU a Numba kernel writes each block's keys straight into the result, with no per-pair
+    temporaries; on the device the pairs are made with array operations and packed.
+
+    Returns
+    -------
+    keys : int64[m]
+        ``min * n + max`` per pair, in block order (not sorted); see :func:`union_pairs`.
+    stats : dict
+        As :func:`key_pairs`'.
+    """
+    n = int(codes.shape[0])
+    members, starts, sizes, counts, stats = _blocks(codes, max_block_size, before_pairs, xp)
+    if n > _PACK_LIMIT:
+        pack_pairs(members[:0], members[:0], n, xp)  # raises, naming the limit
+    if xp is not np:
+        left, right = _pairs_within(members, starts, sizes, xp)
+        return pack_pairs(left, right, n, xp), stats
+    offsets = np.zeros(counts.size + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    keys = np.empty(int(offsets[-1]), dtype=np.int64)
+    _block_keys(members, starts, sizes, offsets, n, keys)
+    return keys, stats
+
+
+def _blocks(codes: Any, max_block_size: int, before_pairs: Callable[[int], None] | None,
+            xp: Any) -> tuple[Any, Any, Any, Any, dict[str, int]]:
+    """The blocks a rule pairs within: members, starts and sizes of the used blocks, their pair counts and
+    the rule's stats (``before_pairs`` is told the total first)."""
     if not isinstance(max_block_size, (int, np.integer)) or max_block_size < 2:
         raise SettingsError(f"max_block_size={max_block_size!r} is not valid: use an integer >= 2")
     codes = xp.asarray(codes, dtype=xp.int64)
     members, starts, sizes = _group(codes, xp)
     oversized = sizes > max_block_size
     used = (sizes >= 2) & ~oversized
+    used_sizes = sizes[used].astype(xp.int64)
+    counts = used_sizes * (used_sizes - 1) // 2
+    total = int(counts.sum())
     if before_pairs is not None:
-        used_sizes = sizes[used].astype(xp.int64)
-        before_pairs(int((used_sizes * (used_sizes - 1) // 2).sum()))
-    left, right = _pairs_within(members, starts[used], sizes[used], xp)
-    if canonical:
-        left, right = canonical_pairs(left, right, xp)
+        before_pairs(total)
     stats = {
         "blocks": int(used.sum()),
-        "pairs": int(left.size),
+        "pairs": total,
         "oversized_blocks": int(oversized.sum()),
         "records_in_oversized": int(sizes[oversized].sum()),
     }
-    return left, right, stats
+    return members, starts[used], used_sizes, counts, stats
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _block_keys(members, starts, sizes, offsets, n, out):
+    # Block g's pairs fill out[offsets[g]:offsets[g + 1]]: every pair of its members, packed as min * n + max.
+    for g in numba.prange(sizes.shape[0]):
+        first = starts[g]
+        size = sizes[g]
+        o = offsets[g]
+        for a in range(size):
+            u = members[first + a]
+            for b in range(a + 1, size):
+                v = members[first + b]
+                out[o] = u * n + v if u < v else v * n + u
+                o += 1
 
 
 def filter_mode(left: Any, right: Any, source_codes: Any, mode: str, xp: Any = np) -> tuple[Any, Any]:

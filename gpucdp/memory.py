@@ -24,12 +24,15 @@ import psutil
 
 from gpucdp.errors import MemoryBudgetError, SettingsError
 
-__all__ = ["Budget", "parse_size", "format_size", "BLOCK_BYTES_PER_PAIR", "COMPARE_BYTES_PER_PAIR",
-           "MODEL_BYTES_PER_PAIR", "MODEL_BYTES_PER_RANDOM_PAIR", "PROFILE_BYTES_PER_VALUE"]
+__all__ = ["Budget", "parse_size", "format_size", "BLOCK_BYTES_PER_PAIR", "BLOCK_DEVICE_BYTES_PER_RULE_PAIR",
+           "COMPARE_BYTES_PER_PAIR", "MODEL_BYTES_PER_PAIR", "MODEL_BYTES_PER_RANDOM_PAIR", "PROFILE_BYTES_PER_VALUE"]
 
-# Pair generation keeps each rule's int64 (left, right), their concatenation, then sorts a combined int64 key
-# and its argsort to de-duplicate: about four copies of a 16-byte pair.
-BLOCK_BYTES_PER_PAIR = 64
+# Pair generation keeps one int64 key per raw pair (block.pack_pairs); their union concatenates the keys
+# (a second copy), sorts them in place and decodes the unique ones into (left, right): at most 24 bytes a pair.
+BLOCK_BYTES_PER_PAIR = 24
+# On the device a rule's pairs are made with array operations (block._pairs_within) before they are packed:
+# about eight int64 temporaries per pair of the rule, on top.
+BLOCK_DEVICE_BYTES_PER_RULE_PAIR = 64
 # Comparison (compare_in_chunks with a record layout) renumbers the pairs (2 x int64), sorts them (int64
 # order + 2 x int64 reordered copies) and keeps int32 patterns.
 COMPARE_BYTES_PER_PAIR = 48

@@ -237,7 +237,9 @@ def resolve(
 
     # ---- embed + block
     knn = resolved.blocking.knn
-    left_parts, right_parts = [], []
+    # Candidate pairs from every source, packed as one int64 key each (block.pack_pairs): 8 bytes a raw pair
+    # until their union is taken once, after the last rule.
+    key_parts: list = []
     block_counts: dict[str, Any] = {}
     codes_cache: dict[str, Any] = {}  # factorised prepared columns: key rules, layout, TF and profiles share them
     # One sentence-transformers embedder for kNN and cosine comparisons: each distinct value is embedded once.
@@ -267,14 +269,16 @@ def resolve(
                 xp=be.xp if be.is_gpu or be.knn == "numpy-gemm" else None,
             )
             del emb
-            left_parts.append(xp.asarray(kl))
-            right_parts.append(xp.asarray(kr))
+            key_parts.append(block_stage.pack_pairs(xp.asarray(kl), xp.asarray(kr), n, xp))
             block_counts["knn_pairs"] = int(kl.shape[0])
             st.count(pairs=int(kl.shape[0]))
+            del kl, kr
     del prepared_device  # the device copy of the prepared columns was for the embedder only
     with report.stage("block") as st, device.stage("block"):
         rule_stats = []
-        raw_pairs = 0
+        raw_pairs = sum(int(keys.size) for keys in key_parts)
+        # on the device a rule's pairs are made with array operations, whose temporaries come on top
+        per_rule_pair = memory.BLOCK_DEVICE_BYTES_PER_RULE_PAIR if device.on_device else 0
         for rule, max_block_size in resolved.blocking.key_rules():
             missing = [c for c in rule if c not in prepared.columns]
             if missing:
@@ -285,22 +289,17 @@ def resolve(
             codes = block_stage.key_codes(prepared, rule, cache=codes_cache, xp=xp)
 
             def check(pairs: int, rule: list[str] = rule, max_block_size: int = max_block_size) -> None:
-                need("block", (raw_pairs + pairs) * memory.BLOCK_BYTES_PER_PAIR,
+                need("block", (raw_pairs + pairs) * memory.BLOCK_BYTES_PER_PAIR + pairs * per_rule_pair,
                      f"lower the rule's max_block_size (now {max_block_size}) or "
                      f"drop a key rule (rule {rule} alone makes {pairs:,} pairs)", raw_pairs=raw_pairs + pairs)
 
-            rl, rr, stats = block_stage.key_pairs(codes, max_block_size, canonical=False, before_pairs=check,
-                                                  xp=xp)
+            keys, stats = block_stage.key_pair_keys(codes, max_block_size, before_pairs=check, xp=xp)
             del codes
             raw_pairs += stats["pairs"]
-            left_parts.append(rl)
-            right_parts.append(rr)
+            key_parts.append(keys)
+            del keys
             rule_stats.append({"rule": rule, "max_block_size": max_block_size, **stats})
-        if left_parts:
-            left, right = block_stage.canonical_pairs(xp.concatenate(left_parts), xp.concatenate(right_parts), xp)
-        else:
-            left, right = xp.zeros(0, xp.int64), xp.zeros(0, xp.int64)
-        del left_parts, right_parts
+        left, right = block_stage.union_pairs(key_parts, n, xp)
         left, right = block_stage.filter_mode(left, right, source_codes, resolved.mode, xp)
         block_counts.update({"rules": rule_stats, "candidate_pairs": int(left.shape[0])})
         st.count(candidate_pairs=int(left.shape[0]))

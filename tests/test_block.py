@@ -12,7 +12,16 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gpucdp import block
-from gpucdp.block import canonical_pairs, filter_mode, key_codes, key_pairs, knn_pairs
+from gpucdp.block import (
+    canonical_pairs,
+    filter_mode,
+    key_codes,
+    key_pair_keys,
+    key_pairs,
+    knn_pairs,
+    pack_pairs,
+    union_pairs,
+)
 from gpucdp.errors import InputError, SettingsError
 
 pairs_strategy = st.lists(st.tuples(st.integers(0, 30), st.integers(0, 30)), max_size=60)
@@ -65,6 +74,35 @@ def test_key_pairs_matches_brute_force(codes, cap):
         "oversized_blocks": len(big),
         "records_in_oversized": sum(len(m) for m in big),
     }
+
+
+@settings(max_examples=100, deadline=None)
+@given(rules=st.lists(st.lists(st.integers(-1, 5), min_size=25, max_size=25), min_size=1, max_size=4),
+       extra=pairs_strategy, cap=st.integers(2, 8))
+def test_packed_rule_keys_and_their_union_match_brute_force(rules, extra, cap):
+    # what the pipeline does: every rule's pairs as packed keys (the CPU kernel), extra pairs (kNN's) packed
+    # from (left, right), one union at the end
+    n = 31
+    parts, want = [], set()
+    for codes in rules:
+        codes = np.array(codes + [-1] * (n - len(codes)), dtype=np.int64)
+        keys, stats = key_pair_keys(codes, cap)
+        rule_pairs, _ = brute_key_pairs(codes.tolist(), cap)
+        assert sorted(zip(*(x.tolist() for x in divmod(keys, n)))) == rule_pairs
+        assert stats == key_pairs(codes, cap)[2]
+        parts.append(keys)
+        want.update(rule_pairs)
+    left = np.array([p[0] for p in extra], dtype=np.int64)
+    right = np.array([p[1] for p in extra], dtype=np.int64)
+    parts.append(pack_pairs(left, right, n))
+    want.update((min(a, b), max(a, b)) for a, b in extra if a != b)
+    lo, hi = union_pairs(parts, n)
+    assert list(zip(lo.tolist(), hi.tolist())) == sorted(want) and parts == []
+
+
+def test_packing_refuses_more_records_than_a_key_holds():
+    with pytest.raises(InputError, match="more than one run can pair"):
+        pack_pairs(np.zeros(1, np.int64), np.ones(1, np.int64), 2**32)
 
 
 def test_key_pairs_rejects_bad_cap():
