@@ -90,6 +90,7 @@ def cluster_pairs(
     max_cluster_size: int,
     split_oversized: bool,
     backend: Backend,
+    position: Any = None,
 ) -> ClusterResult:
     """Cluster records by connected components of the edges with probability ≥ threshold.
 
@@ -109,6 +110,9 @@ def cluster_pairs(
         Provides the array module (the pairs and probabilities may be its arrays: on the GPU backend they stay
         on the device, and only per-record results come back) and connected components (SciPy, cuGraph or the
         Numba CUDA kernel).
+    position : int64[n], optional
+        When the pairs number the records in another order than the input's: record i of the input is number
+        ``position[i]`` (an ``xp`` array). The results are per input record, labelled in input order.
     """
     xp = backend.xp
     left = xp.asarray(left, dtype=xp.int64)
@@ -135,8 +139,11 @@ def cluster_pairs(
         edge_mask = probability >= xp.asarray(steps)[edge_step]
         labels = xp.asarray(backend.connected_components(n, left[edge_mask], right[edge_mask]))
     # Per record from here on: what the profiles need comes back to the host, the pairs stay where they are.
+    record_probability = _max_per_record(n, left[edge_mask], right[edge_mask], probability[edge_mask], xp)
+    if position is not None:  # back to input order, before the labels are numbered by first record
+        labels, record_probability = labels[position], record_probability[position]
     labels = to_host(_relabel_first_seen(labels.astype(xp.int64), xp))
-    record_probability = to_host(_max_per_record(n, left[edge_mask], right[edge_mask], probability[edge_mask], xp))
+    record_probability = to_host(record_probability)
     edges_kept = int(edge_mask.sum())
     sizes = np.bincount(labels, minlength=int(labels.max(initial=-1)) + 1)
     oversized = sizes[labels] > max_cluster_size if n else np.zeros(0, dtype=bool)

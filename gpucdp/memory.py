@@ -33,9 +33,9 @@ BLOCK_BYTES_PER_PAIR = 24
 # On the device a rule's pairs are made with array operations (block._pairs_within) before they are packed:
 # about eight int64 temporaries per pair of the rule, on top.
 BLOCK_DEVICE_BYTES_PER_RULE_PAIR = 64
-# Comparison (compare_in_chunks with a record layout) renumbers the pairs (2 x int64), sorts them (int64
-# order + 2 x int64 reordered copies) and keeps int32 patterns.
-COMPARE_BYTES_PER_PAIR = 48
+# Comparison keeps an int32 pattern per pair; the pairs arrive numbered in the record layout and sorted (the
+# pipeline lays the records out before blocking), so nothing per pair is renumbered or re-sorted.
+COMPARE_BYTES_PER_PAIR = 4
 # Per pair of one chunk: the kernel's int8 gamma row (one byte per comparison, added) and int32 pattern, and
 # the chunk's copies of its pair indices.
 COMPARE_CHUNK_BYTES_PER_PAIR = 24

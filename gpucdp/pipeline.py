@@ -28,7 +28,7 @@ from gpucdp import memory
 from gpucdp.arrays import cached_factorize, dense_unique
 from gpucdp.backend import Backend, get_backend, to_host
 from gpucdp.cluster import cluster_pairs
-from gpucdp.compare import build_tables, compare_in_chunks, locality_order, prepare_columns
+from gpucdp.compare import build_tables, compare_in_chunks, locality_order, permute, prepare_columns
 from gpucdp.embed import embed_hybrid
 from gpucdp.errors import InternalError, SettingsError
 from gpucdp.gpu import DeviceMemory, check_device_fits, device_bytes_per_record, rows_per_chunk
@@ -98,6 +98,7 @@ def _term_frequencies(codes: np.ndarray) -> np.ndarray:
 
 
 def _random_pairs(n: int, count: int, source_codes: np.ndarray, mode: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` random pairs of input records (fewer: self pairs and pairs the mode excludes are dropped)."""
     rng = np.random.default_rng(seed)
     left = rng.integers(0, n, size=count, dtype=np.int64)
     right = rng.integers(0, n, size=count, dtype=np.int64)
@@ -106,9 +107,7 @@ def _random_pairs(n: int, count: int, source_codes: np.ndarray, mode: str, seed:
         keep &= source_codes[left] == source_codes[right]
     elif mode == "link":
         keep &= source_codes[left] != source_codes[right]
-    left, right = left[keep], right[keep]
-    order = np.argsort(left, kind="stable")  # the comparison kernel runs ~2x faster on pairs sorted by left
-    return left[order], right[order]
+    return left[keep], right[keep]
 
 
 def resolve(
@@ -242,6 +241,18 @@ def resolve(
     key_parts: list = []
     block_counts: dict[str, Any] = {}
     codes_cache: dict[str, Any] = {}  # factorised prepared columns: key rules, layout, TF and profiles share them
+    # Records are numbered in a layout where likely matches sit close together (surname sound, given name):
+    # blocking makes its pairs in these numbers, sorted, so the comparison kernel's reads stay close with no
+    # renumbering or re-sorting of the pairs. Record i of the input is number position[i]; number k is input
+    # record layout[k]. Everything per record comes back to input order before the profiles.
+    names = [f.name for f in resolved.fields if f.type == "name"][::-1]  # surname first, by convention
+    layout = locality_order(prepared, [f"{n}__phonetic" for n in names[:1]] + [f"{n}__canon" for n in names[1:2]],
+                            cache=codes_cache)
+    if layout is None:
+        layout = np.arange(n, dtype=np.int64)
+    position = np.empty(n, dtype=np.int64)
+    position[layout] = np.arange(n, dtype=np.int64)
+    layout_x, position_x = xp.asarray(layout), xp.asarray(position)
     # One sentence-transformers embedder for kNN and cosine comparisons: each distinct value is embedded once.
     if semantic is None:
         semantic = SemanticEmbedder(resolved.semantic, "cuda" if be.is_gpu else "cpu")
@@ -269,7 +280,7 @@ def resolve(
                 xp=be.xp if be.is_gpu or be.knn == "numpy-gemm" else None,
             )
             del emb
-            key_parts.append(block_stage.pack_pairs(xp.asarray(kl), xp.asarray(kr), n, xp))
+            key_parts.append(block_stage.pack_pairs(position_x[xp.asarray(kl)], position_x[xp.asarray(kr)], n, xp))
             block_counts["knn_pairs"] = int(kl.shape[0])
             st.count(pairs=int(kl.shape[0]))
             del kl, kr
@@ -286,7 +297,7 @@ def resolve(
                     f"blocking.rules {rule}: {', '.join(missing)} do not exist after standardisation; available: "
                     f"{', '.join(sorted(prepared.columns))}"
                 )
-            codes = block_stage.key_codes(prepared, rule, cache=codes_cache, xp=xp)
+            codes = block_stage.key_codes(prepared, rule, cache=codes_cache, xp=xp)[layout_x]
 
             def check(pairs: int, rule: list[str] = rule, max_block_size: int = max_block_size) -> None:
                 need("block", (raw_pairs + pairs) * memory.BLOCK_BYTES_PER_PAIR + pairs * per_rule_pair,
@@ -300,17 +311,14 @@ def resolve(
             del keys
             rule_stats.append({"rule": rule, "max_block_size": max_block_size, **stats})
         left, right = block_stage.union_pairs(key_parts, n, xp)
-        left, right = block_stage.filter_mode(left, right, source_codes, resolved.mode, xp)
+        left, right = block_stage.filter_mode(left, right, source_codes[layout], resolved.mode, xp)
         block_counts.update({"rules": rule_stats, "candidate_pairs": int(left.shape[0])})
         st.count(candidate_pairs=int(left.shape[0]))
 
     # ---- compare
     with report.stage("compare", total=int(left.shape[0]), unit="pairs") as st, device.stage("compare"):
-        columns_packed = prepare_columns(prepared, resolved.comparisons, semantic)
+        columns_packed = permute(prepare_columns(prepared, resolved.comparisons, semantic), layout)
         tables = build_tables(resolved.comparisons, columns_packed)
-        names = [f.name for f in resolved.fields if f.type == "name"][::-1]  # surname first, by convention
-        layout = locality_order(prepared, [f"{n}__phonetic" for n in names[:1]] + [f"{n}__canon" for n in names[1:2]],
-                                cache=codes_cache)
         n_pairs = int(left.shape[0])
         column_bytes = columns_packed.chars.nbytes + columns_packed.offsets.nbytes + columns_packed.nums.nbytes
         per_pair = memory.COMPARE_CHUNK_BYTES_PER_PAIR + len(resolved.comparisons)
@@ -330,7 +338,7 @@ def resolve(
                 column_bytes=column_bytes)
         patterns = compare_in_chunks(
             left, right, columns_packed, tables, chunk_size=chunk_size, target=be.kernel_target,
-            advance=st.advance, order=layout, xp=xp,
+            advance=st.advance, xp=xp,
         )
         st.count(pairs=int(left.shape[0]), comparisons=len(resolved.comparisons))
 
@@ -349,8 +357,10 @@ def resolve(
         uniq, counts = to_host(uniq), to_host(counts)
         if fs_model is None:
             rl, rr = _random_pairs(n, resolved.model.u_pairs, source_codes, resolved.mode, resolved.model.seed)
+            rl, rr = position[rl], position[rr]
+            by_left = np.argsort(rl, kind="stable")  # the kernel runs ~2x faster on pairs sorted by left
             random_patterns = compare_in_chunks(
-                xp.asarray(rl), xp.asarray(rr), columns_packed, tables, chunk_size=chunk_size,
+                xp.asarray(rl[by_left]), xp.asarray(rr[by_left]), columns_packed, tables, chunk_size=chunk_size,
                 target=be.kernel_target, xp=xp,
             )
             u_random = estimate_u(random_patterns, tables.n_levels, distinct_pairs=n * (n - 1) / 2, xp=xp)
@@ -378,8 +388,9 @@ def resolve(
             if bool(exact.any()):
                 column = comp.levels[0].column
                 tf = _term_frequencies(cached_factorize(codes_cache, column, prepared[column])[0])
+                baseline = float(np.nanmean(tf))  # summed in input order: the same bits whatever the layout
                 weights[exact] += resolved.model.tf_weight * fs_model.tf_adjustment(
-                    xp.asarray(tf)[left[exact]], float(np.nanmean(tf)), resolved.model.tf_minimum_u, xp)
+                    xp.asarray(tf[layout])[left[exact]], baseline, resolved.model.tf_minimum_u, xp)
         del inverse
         probability = FSModel.probability(weights, xp)
         st.count(lam=round(fs_model.lam, 5), patterns=int(uniq.size))
@@ -389,7 +400,7 @@ def resolve(
         clusters = cluster_pairs(
             n, left, right, probability, threshold=resolved.cluster.threshold,
             max_cluster_size=resolved.cluster.max_cluster_size, split_oversized=resolved.cluster.split_oversized,
-            backend=be,
+            backend=be, position=position_x,
         )
         st.count(clusters=clusters.stats["clusters"], max_size=clusters.stats["max_size"],
                  oversized=clusters.stats["oversized_clusters"])
@@ -412,16 +423,16 @@ def resolve(
         if hash_pairs:
             key = hash_key.encode("utf-8") if isinstance(hash_key, str) else hash_key or secrets.token_bytes(32)
             ids = keyed_record_hashes(source, record_id, key)
-        # the scored pairs leave the device only when asked for
-        left, right = to_host(left), to_host(right)
+        # the scored pairs leave the device only when asked for, in input record numbers, sorted
+        out_left, out_right, by_input = _input_order_pairs(layout, to_host(left), to_host(right))
         pairs_table = pa.table({
-            "left_record_id": pa.array(ids[left], pa.string()),
-            "left_source": pa.array(source[left], pa.string()),
-            "right_record_id": pa.array(ids[right], pa.string()),
-            "right_source": pa.array(source[right], pa.string()),
-            "pattern": pa.array(to_host(patterns), pa.int32()),
-            "match_weight": pa.array(to_host(weights), pa.float64()),
-            "match_probability": pa.array(to_host(probability), pa.float64()),
+            "left_record_id": pa.array(ids[out_left], pa.string()),
+            "left_source": pa.array(source[out_left], pa.string()),
+            "right_record_id": pa.array(ids[out_right], pa.string()),
+            "right_source": pa.array(source[out_right], pa.string()),
+            "pattern": pa.array(to_host(patterns)[by_input], pa.int32()),
+            "match_weight": pa.array(to_host(weights)[by_input], pa.float64()),
+            "match_probability": pa.array(to_host(probability)[by_input], pa.float64()),
         })
 
     manifest: dict[str, Any] = {
@@ -466,8 +477,17 @@ def resolve(
         manifest=manifest,
         pairs=pairs_table.to_pandas() if pairs_table is not None else None,
         out=Path(out) if out is not None else None,
-        extra={"candidates": (to_host(left), to_host(right))} if keep_candidates else {},
+        extra={"candidates": _input_order_pairs(layout, to_host(left), to_host(right))[:2]} if keep_candidates
+        else {},
     )
+
+
+def _input_order_pairs(layout: np.ndarray, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Pairs in layout numbers → input record numbers, canonical and sorted: (left, right, order applied)."""
+    left, right = layout[left], layout[right]
+    left, right = np.minimum(left, right), np.maximum(left, right)
+    order = np.lexsort((right, left))
+    return left[order], right[order], order
 
 
 def _pause_for_tests(report: Reporter) -> None:
