@@ -149,7 +149,8 @@ def resolve(
         Also return (and write) the scored candidate pairs.
     keep_candidates : bool
         Keep the candidate pairs as record positions (input order) in ``result.extra["candidates"]`` (left,
-        right int64 arrays), e.g. to score blocking against a truth without writing every pair out.
+        right int64 arrays, ``left < right``, in no particular order), e.g. to score blocking against a truth
+        without writing every pair out.
     semantic : SemanticEmbedder, optional
         The sentence-transformers embedder to use (default: one built from ``settings.semantic``); pass the same
         one to several runs and no distinct value is encoded twice.
@@ -477,15 +478,19 @@ def resolve(
         manifest=manifest,
         pairs=pairs_table.to_pandas() if pairs_table is not None else None,
         out=Path(out) if out is not None else None,
-        extra={"candidates": _input_order_pairs(layout, to_host(left), to_host(right))[:2]} if keep_candidates
-        else {},
+        extra={"candidates": _input_numbers(layout, to_host(left), to_host(right))} if keep_candidates else {},
     )
+
+
+def _input_numbers(layout: np.ndarray, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs in layout numbers → input record numbers, ``left < right`` (in the pairs' order)."""
+    left, right = layout[left], layout[right]
+    return np.minimum(left, right), np.maximum(left, right)
 
 
 def _input_order_pairs(layout: np.ndarray, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, ...]:
     """Pairs in layout numbers → input record numbers, canonical and sorted: (left, right, order applied)."""
-    left, right = layout[left], layout[right]
-    left, right = np.minimum(left, right), np.maximum(left, right)
+    left, right = _input_numbers(layout, left, right)
     order = np.lexsort((right, left))
     return left[order], right[order], order
 
