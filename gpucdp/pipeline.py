@@ -478,14 +478,24 @@ def resolve(
         manifest=manifest,
         pairs=pairs_table.to_pandas() if pairs_table is not None else None,
         out=Path(out) if out is not None else None,
-        extra={"candidates": _input_numbers(layout, to_host(left), to_host(right))} if keep_candidates else {},
+        extra={"candidates": _input_numbers(layout, to_host(left), to_host(right), in_place=True)}
+        if keep_candidates else {},
     )
 
 
-def _input_numbers(layout: np.ndarray, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs in layout numbers → input record numbers, ``left < right`` (in the pairs' order)."""
-    left, right = layout[left], layout[right]
-    return np.minimum(left, right), np.maximum(left, right)
+def _input_numbers(layout: np.ndarray, left: np.ndarray, right: np.ndarray,
+                   in_place: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs in layout numbers → input record numbers, ``left < right`` (in the pairs' order).
+
+    ``in_place`` reuses ``left`` and ``right`` (the run's last use of them): one extra array at the peak, not four.
+    """
+    if not in_place:
+        left, right = layout[left], layout[right]
+    else:
+        np.take(layout, left, out=left)
+        np.take(layout, right, out=right)
+    lo = np.minimum(left, right)
+    return lo, np.maximum(left, right, out=right)
 
 
 def _input_order_pairs(layout: np.ndarray, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, ...]:
