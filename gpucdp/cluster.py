@@ -118,8 +118,13 @@ def cluster_pairs(
     left = xp.asarray(left, dtype=xp.int64)
     right = xp.asarray(right, dtype=xp.int64)
     probability = xp.asarray(probability, dtype=xp.float64)
-    edge_mask = probability >= threshold
-    labels = xp.asarray(backend.connected_components(n, left[edge_mask], right[edge_mask]))
+    edges_scored = int(left.shape[0])
+    # A stricter threshold only ever removes edges, so the guard works on the edges kept at the threshold:
+    # about one per record, where the scored pairs are many.
+    kept = probability >= threshold
+    left, right, probability = left[kept], right[kept], probability[kept]
+    edge_mask = xp.ones(left.shape[0], dtype=bool)
+    labels = xp.asarray(backend.connected_components(n, left, right))
     steps = [threshold]
     for _ in range(GUARD_STEPS):
         steps.append(1.0 - (1.0 - steps[-1]) / 10.0)
@@ -150,7 +155,7 @@ def cluster_pairs(
     stats = size_summary(labels)
     stats.update({
         "threshold": threshold,
-        "edges_scored": int(left.shape[0]),
+        "edges_scored": edges_scored,
         "edges_kept": edges_kept,
         "max_cluster_size": max_cluster_size,
         "guard_rounds": guard_rounds,
