@@ -199,18 +199,26 @@ def test_device_memory_peaks_from_the_cupy_pool():
 
 
 @needs_cupy
-def test_cpu_and_gpu_paths_give_the_same_clusters():
+@pytest.mark.parametrize("knn", [False, True])
+def test_cpu_and_gpu_paths_give_the_same_clusters(knn):
     from gpucdp import synth
     from gpucdp.pipeline import resolve
 
     records, _ = synth.generate_frame(4000, seed=7)
-    settings = {"blocking": {"knn": {"enabled": True}}}
+    settings = {"blocking": {"knn": {"enabled": knn}}}
     cpu = resolve(records, settings=settings, backend="cpu")
     gpu = resolve(records, settings=settings, backend="gpu")
     assert gpu.manifest["backend"]["name"] == "gpu"
     assert gpu.manifest["device_memory"]["peak_bytes"] > 0
-    assert cpu.manifest["blocking"]["candidate_pairs"] == gpu.manifest["blocking"]["candidate_pairs"]
     merged = cpu.membership.merge(gpu.membership, on=["source", "record_id"], suffixes=("_cpu", "_gpu"))
     assert len(merged) == 4000
-    assert (merged["profile_id_cpu"] == merged["profile_id_gpu"]).all()
-
+    same = (merged["profile_id_cpu"] == merged["profile_id_gpu"]).mean()
+    if not knn:  # key rules, comparison, model and clusters: exactly the CPU's results
+        assert cpu.manifest["blocking"]["candidate_pairs"] == gpu.manifest["blocking"]["candidate_pairs"]
+        assert same == 1.0 and cpu.model.to_dict() == gpu.model.to_dict()
+        return
+    # kNN: FAISS on the CPU and FAISS-GPU or the CuPy GEMM may break ties at the k-th neighbour differently
+    # (tests/test_device_flow.py met one on 3,000 records), and so may the model trained on the pairs
+    cpu_pairs, gpu_pairs = (r.manifest["blocking"]["candidate_pairs"] for r in (cpu, gpu))
+    assert abs(cpu_pairs - gpu_pairs) <= 0.005 * cpu_pairs
+    assert same >= 0.99
