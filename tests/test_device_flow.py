@@ -190,3 +190,23 @@ def test_knn_pairs_on_the_device_match_the_host(index):
     np.testing.assert_array_equal(got[1], host[1])
     np.testing.assert_allclose(got[2], host[2], rtol=1e-6)
     assert host[0].size > 1200
+
+
+def test_cosine_comparisons_score_on_the_device(device):
+    # a comparison with sentence-transformers levels: the kernel's levels and the cosine ones are merged into
+    # one pattern per pair on the device, as on the host
+    from test_semantic import FakeEmbedder, _comparisons, _frame
+
+    from gpucdp.compare import build_tables, compare_in_chunks, prepare_columns
+
+    backend, xp = device
+    frame, comps = _frame(300), _comparisons()
+    columns = prepare_columns(frame, comps, FakeEmbedder())
+    tables = build_tables(comps, columns)
+    rng = np.random.default_rng(4)
+    left, right = np.sort(rng.integers(0, 300, 4000)), rng.integers(0, 300, 4000)
+    host = compare_in_chunks(left, right, columns, tables, chunk_size=900)
+    on_device = compare_in_chunks(xp.asarray(left), xp.asarray(right), columns, tables, chunk_size=900,
+                                  target="cuda", xp=xp)
+    assert isinstance(on_device, DeviceArray) and xp.host_transfers(min_elements=900) == []
+    np.testing.assert_array_equal(on_device.get(), host)
