@@ -199,7 +199,7 @@ def test_cosine_comparisons_score_on_the_device(device):
 
     from gpucdp.compare import build_tables, compare_in_chunks, prepare_columns
 
-    backend, xp = device
+    _, xp = device
     frame, comps = _frame(300), _comparisons()
     columns = prepare_columns(frame, comps, FakeEmbedder())
     tables = build_tables(comps, columns)
