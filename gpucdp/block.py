@@ -23,7 +23,7 @@ import numba
 import numpy as np
 import pandas as pd
 
-from gpucdp.arrays import cached_factorize, repeat
+from gpucdp.arrays import cached_factorize, repeat, run_starts
 from gpucdp.backend import to_host
 from gpucdp.errors import InputError, SettingsError
 
@@ -95,7 +95,7 @@ def _canonical(left: Any, right: Any, values: Any, xp: Any = np) -> tuple[Any, A
     right = xp.asarray(right, dtype=xp.int64)
     if left.size == 0:
         return _empty_pairs(xp) + (None if values is None else values[:0],)
-    base = int(max(int(left.max()), int(right.max()))) + 1
+    base = max(int(left.max()), int(right.max())) + 1
     if base <= _PACK_LIMIT:
         keys = pack_pairs(left, right, base, xp)
         if values is None:
@@ -103,8 +103,7 @@ def _canonical(left: Any, right: Any, values: Any, xp: Any = np) -> tuple[Any, A
         # an unstable sort does: np.unique's return_index would force a slower stable one
         order = xp.argsort(keys)
         keys, values = keys[order], values[order]
-        keep = xp.ones(keys.size, dtype=bool)
-        keep[1:] = keys[1:] != keys[:-1]
+        keep = run_starts(keys, xp)
         keep &= keys >= 0
         keys = keys[keep]
         return keys // base, keys % base, values[keep]
@@ -126,8 +125,7 @@ def pack_pairs(left: Any, right: Any, n: int, xp: Any = np) -> Any:
     A pair costs 8 bytes this way instead of 16, and the union of several sources of pairs is one sort of
     keys (:func:`union_pairs`).
     """
-    if n > _PACK_LIMIT:
-        raise InputError(f"{n:,} records are more than one run can pair ({_PACK_LIMIT:,}): split the input")
+    _check_packable(n)
     if xp is np:
         keys = np.empty(left.size, dtype=np.int64)
         _packed_keys(np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64), n, keys)
@@ -150,15 +148,15 @@ def union_pairs(parts: list, n: int, xp: Any = np) -> tuple[Any, Any]:
     keys.sort()
     if keys.size == 0:
         return _empty_pairs(xp)
-    keep = xp.empty(keys.size, dtype=bool)
-    keep[0] = True
-    if xp is np:
-        np.not_equal(keys[1:], keys[:-1], out=keep[1:])
-    else:
-        keep[1:] = keys[1:] != keys[:-1]
+    keep = run_starts(keys, xp)
     keep &= keys >= 0  # self pairs were packed as -1
     keys = keys[keep]
     return keys // n, keys % n
+
+
+def _check_packable(n: int) -> None:
+    if n > _PACK_LIMIT:
+        raise InputError(f"{n:,} records are more than one run can pair ({_PACK_LIMIT:,}): split the input")
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -181,10 +179,7 @@ def _group(codes: Any, xp: Any = np) -> tuple[Any, Any, Any]:
     order = rows[xp.argsort(codes[rows], kind="stable")].astype(xp.int64, copy=False)
     if order.size == 0:
         return order, xp.zeros(0, dtype=xp.int64), xp.zeros(0, dtype=xp.int64)
-    sorted_codes = codes[order]
-    boundary = xp.ones(order.size, dtype=bool)
-    boundary[1:] = sorted_codes[1:] != sorted_codes[:-1]
-    starts = xp.flatnonzero(boundary)
+    starts = xp.flatnonzero(run_starts(codes[order], xp))
     sizes = xp.diff(xp.concatenate((starts, xp.asarray([order.size], dtype=starts.dtype))))
     return order, starts, sizes
 
@@ -314,9 +309,8 @@ def key_pair_keys(codes: Any, max_block_size: int, *, before_pairs: Callable[[in
         As :func:`key_pairs`'.
     """
     n = int(codes.shape[0])
+    _check_packable(n)
     members, starts, sizes, counts, stats = _blocks(codes, max_block_size, before_pairs, xp)
-    if n > _PACK_LIMIT:
-        pack_pairs(members[:0], members[:0], n, xp)  # raises, naming the limit
     if xp is not np:
         left, right = _pairs_within(members, starts, sizes, xp)
         return pack_pairs(left, right, n, xp), stats

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from gpucdp.arrays import run_starts
 from gpucdp.backend import Backend, to_host
 from gpucdp.evaluate import sizes_summary
 
@@ -49,9 +50,7 @@ def _relabel_first_seen(labels: Any, xp: Any = np) -> Any:
         return labels.astype(xp.int64)
     # A stable sort puts each label's first record at the head of its run.
     by_label = xp.argsort(labels, kind="stable")
-    sorted_labels = labels[by_label]
-    head = xp.ones(n, dtype=bool)
-    head[1:] = sorted_labels[1:] != sorted_labels[:-1]
+    head = run_starts(labels[by_label], xp)
     firsts = by_label[head]  # first record of each label, in label order
     rank = xp.empty(firsts.size, dtype=xp.int64)
     rank[xp.argsort(firsts)] = xp.arange(firsts.size, dtype=xp.int64)

@@ -327,7 +327,7 @@ def resolve(
         preferred = min(resolved.chunk_size, max(n_pairs, resolved.model.u_pairs))
         fix = ("make fewer candidate pairs: lower blocking.max_block_size (now "
                f"{resolved.blocking.max_block_size}), drop a key rule or lower blocking.knn.k")
-        if device.on_device:  # the pairs, their renumbering and patterns on the device; chunks from what is left
+        if device.on_device:  # the pairs and their patterns on the device; chunks from what is left
             need("compare", n_pairs * memory.COMPARE_BYTES_PER_PAIR + column_bytes + 1_000 * per_pair, fix,
                  candidate_pairs=n_pairs, column_bytes=column_bytes)
             chunk_size = min(preferred, rows_per_chunk(
