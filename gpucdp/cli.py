@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
                    "random key per run, never stored)")
     p.add_argument("--memory-limit", help="peak host memory to stay within, e.g. 8GB or 512MiB (default: what "
                    "is available); a run that cannot fit stops early with exit 2")
+    p.add_argument("--threads", type=int, help="host threads to use (default: every core this process may run "
+                   "on); results do not depend on it")
     p.add_argument("--quiet", action="store_true", help="no progress bars or summary")
 
     p = sub.add_parser("demo", help="generate synthetic records, resolve them and score the result")
@@ -97,7 +99,7 @@ def _cmd_resolve(args: argparse.Namespace) -> int:
     result = resolve(
         args.inputs, settings=args.settings, out=args.out, backend=args.backend, model=args.model,
         overwrite=args.overwrite, quiet=args.quiet, write_pairs=args.write_pairs, memory_limit=args.memory_limit,
-        hash_pairs=args.hash_pairs, hash_key=args.hash_key,
+        hash_pairs=args.hash_pairs, hash_key=args.hash_key, threads=args.threads,
     )
     if not args.quiet:
         _console().print(

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import gpucdp
 from gpucdp import block as block_stage
 from gpucdp import memory
-from gpucdp.arrays import cached_factorize, dense_unique
+from gpucdp.arrays import cached_factorize, dense_unique, factorize_columns
 from gpucdp.backend import Backend, get_backend, to_host
 from gpucdp.cluster import cluster_pairs
 from gpucdp.compare import build_tables, compare_in_chunks, locality_order, permute, prepare_columns
@@ -34,6 +34,7 @@ from gpucdp.errors import InternalError, SettingsError
 from gpucdp.gpu import DeviceMemory, check_device_fits, device_bytes_per_record, rows_per_chunk
 from gpucdp.io import check_fields_have_values, check_output, keyed_record_hashes, read_inputs, write_outputs
 from gpucdp.model import FSModel, decode, estimate_u, load_model, train_em
+from gpucdp.parallel import numba_threads, resolve_threads
 from gpucdp.profiles import build_profiles
 from gpucdp.progress import Reporter, peak_rss_bytes
 from gpucdp.semantic import SemanticEmbedder
@@ -126,6 +127,7 @@ def resolve(
     memory_limit: str | int | None = None,
     hash_pairs: bool = False,
     hash_key: str | bytes | None = None,
+    threads: int | None = None,
 ) -> ResolveResult:
     """Resolve customer records into unified profiles.
 
@@ -163,12 +165,27 @@ def resolve(
     hash_key : str, bytes or None
         The key of those hashes. Given, the same record gets the same hash in every run with that key; None
         uses a random key that is never stored, so the hashes of one run cannot be linked to any other.
+    threads : int or None
+        Host threads the run may use: the Numba kernels' threads, and the columns that standardisation,
+        factorisation and the profiles work on at once (see :mod:`gpucdp.parallel`). None: every core this
+        process may run on. The results do not depend on it.
 
     Returns
     -------
     ResolveResult
     """
     settings = _coerce_settings(settings)
+    threads = resolve_threads(threads)
+    with numba_threads(threads):
+        return _resolve(inputs, settings, out, backend, model, overwrite, quiet, write_pairs, keep_candidates,
+                        reporter, semantic, memory_limit, hash_pairs, hash_key, threads)
+
+
+def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, backend: str | Backend,
+             model: FSModel | str | os.PathLike | None, overwrite: bool, quiet: bool, write_pairs: bool,
+             keep_candidates: bool, reporter: Reporter | None, semantic: SemanticEmbedder | None,
+             memory_limit: str | int | None, hash_pairs: bool, hash_key: str | bytes | None,
+             threads: int) -> ResolveResult:
     be = backend if isinstance(backend, Backend) else get_backend(backend)
     report = reporter or Reporter(quiet=quiet)
     budget = memory.Budget.create(memory_limit)
@@ -225,7 +242,8 @@ def resolve(
         on_cudf = be.xdf.__name__ == "cudf"
         xframe = be.xdf.from_pandas(frame) if on_cudf else frame
         prepared, std_stats = standardize(
-            xframe, [(f.name, f.type) for f in resolved.fields], xdf=be.xdf, date_order=resolved.date_order
+            xframe, [(f.name, f.type) for f in resolved.fields], xdf=be.xdf, date_order=resolved.date_order,
+            threads=1 if on_cudf else threads,
         )
         # The embedder reads cuDF's own string buffers on the device; the stages after it still take pandas.
         prepared_device = prepared if on_cudf else None
@@ -233,6 +251,19 @@ def resolve(
             prepared = prepared.to_pandas()
         st.advance(len(resolved.fields))
         st.count(unparseable=int(sum(s.get("unparseable", 0) for s in std_stats.values())))
+        codes_cache: dict[str, Any] = {}  # factorised prepared columns: key rules, layout, TF and profiles share them
+        # Records are numbered in a layout where likely matches sit close together (surname sound, given name):
+        # blocking makes its pairs in these numbers, sorted, so the comparison kernel's reads stay close with no
+        # renumbering or re-sorting of the pairs. Record i of the input is number position[i]; number k is input
+        # record layout[k]. Everything per record comes back to input order before the profiles.
+        names = [f.name for f in resolved.fields if f.type == "name"][::-1]  # surname first, by convention
+        layout_columns = [f"{n}__phonetic" for n in names[:1]] + [f"{n}__canon" for n in names[1:2]]
+        # the layout's and the key rules' columns are factorised here, at once (a thread each)
+        factorize_columns(codes_cache, prepared,
+                          layout_columns + [c for rule, _ in resolved.blocking.key_rules() for c in rule], threads)
+        layout = locality_order(prepared, layout_columns, cache=codes_cache)
+        if layout is None:
+            layout = np.arange(n, dtype=np.int64)
     del frame, xframe
 
     # ---- embed + block
@@ -241,16 +272,6 @@ def resolve(
     # until their union is taken once, after the last rule.
     key_parts: list = []
     block_counts: dict[str, Any] = {}
-    codes_cache: dict[str, Any] = {}  # factorised prepared columns: key rules, layout, TF and profiles share them
-    # Records are numbered in a layout where likely matches sit close together (surname sound, given name):
-    # blocking makes its pairs in these numbers, sorted, so the comparison kernel's reads stay close with no
-    # renumbering or re-sorting of the pairs. Record i of the input is number position[i]; number k is input
-    # record layout[k]. Everything per record comes back to input order before the profiles.
-    names = [f.name for f in resolved.fields if f.type == "name"][::-1]  # surname first, by convention
-    layout = locality_order(prepared, [f"{n}__phonetic" for n in names[:1]] + [f"{n}__canon" for n in names[1:2]],
-                            cache=codes_cache)
-    if layout is None:
-        layout = np.arange(n, dtype=np.int64)
     position = np.empty(n, dtype=np.int64)
     position[layout] = np.arange(n, dtype=np.int64)
     layout_x, position_x = xp.asarray(layout), xp.asarray(position)
@@ -413,7 +434,7 @@ def resolve(
                      "raise --memory-limit, or resolve fewer records or fewer fields in one run", records=n)
         profiles, membership = build_profiles(
             record_id, source, prepared, resolved.fields, clusters.labels, clusters.record_probability,
-            clusters.oversized, codes_cache,
+            clusters.oversized, codes_cache, threads=threads,
         )
         _check_membership(membership, profiles, record_id, source)
         st.count(profiles=profiles.num_rows)
@@ -441,6 +462,7 @@ def resolve(
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "threads": threads,
         "backend": be.describe(),
         "inputs": [f.describe() for f in files],
         "records": n,

@@ -10,6 +10,7 @@ Profile ids are stable across runs as long as a cluster keeps its anchor record 
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -18,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gpucdp.arrays import cached_factorize, factorize, unique_counts, unique_sorted
+from gpucdp.parallel import thread_map
 from gpucdp.settings import FieldSettings
 
 __all__ = ["profile_ids", "golden_values", "build_profiles"]
@@ -92,6 +94,7 @@ def build_profiles(
     record_probability: np.ndarray,
     oversized: np.ndarray,
     codes_cache: dict | None = None,
+    threads: int = 1,
 ) -> tuple[pa.Table, pa.Table]:
     """Build the profiles and membership tables.
 
@@ -109,6 +112,9 @@ def build_profiles(
         Records whose cluster is still above the size cap.
     codes_cache : dict, optional
         The run's factorised columns (:func:`gpucdp.arrays.cached_factorize`), reused and filled here.
+    threads : int, default 1
+        Columns worked on at once, a thread each (:func:`gpucdp.parallel.thread_map`); the result does not
+        depend on it.
 
     Returns
     -------
@@ -120,29 +126,38 @@ def build_profiles(
     """
     labels = np.asarray(labels, dtype=np.int64)
     n_clusters = int(labels.max()) + 1 if labels.size else 0
-    ids = profile_ids(labels, source, record_id)
     counts = np.bincount(labels, minlength=n_clusters)
     cluster_oversized = np.zeros(n_clusters, dtype=bool)
     cluster_oversized[labels[oversized]] = True
-    columns: dict[str, pa.Array] = {
-        "profile_id": pa.array(ids, type=pa.string()),
-        "record_count": pa.array(counts, type=pa.int32()),
-        "sources": _distinct_lists(labels, pd.Series(np.asarray(source, dtype=object)), n_clusters),
-        "oversized": pa.array(cluster_oversized),
-    }
-    for f in fields:
-        column = f.name if f.name in prepared.columns else f"{f.name}__num"
-        if column not in prepared.columns:
-            continue
+    used = [(f, f.name if f.name in prepared.columns else f"{f.name}__num") for f in fields]
+    used = [(f, column) for f, column in used if column in prepared.columns]
+
+    def field_columns(item: tuple[FieldSettings, str]) -> list[tuple[str, pa.Array]]:
+        f, column = item
         values = prepared[column]
         factorized = cached_factorize(codes_cache, column, values)
         if f.type == "numeric":
             golden = golden_values(labels, values, n_clusters, factorized)
-            columns[f.name] = pa.array(golden.astype(float) if golden.size else [], type=pa.float64())
-            continue
-        columns[f.name] = pa.array(golden_values(labels, values, n_clusters, factorized), type=pa.string())
+            return [(f.name, pa.array(golden.astype(float) if golden.size else [], type=pa.float64()))]
+        out = [(f.name, pa.array(golden_values(labels, values, n_clusters, factorized), type=pa.string()))]
         if f.type in LIST_TYPES:
-            columns[f"{f.name}_all"] = _distinct_lists(labels, values, n_clusters, factorized)
+            out.append((f"{f.name}_all", _distinct_lists(labels, values, n_clusters, factorized)))
+        return out
+
+    # the profile ids, the source lists and each field's golden values are independent: a thread each (each
+    # field's task factorises its own column, so threads fill distinct keys of the cache)
+    tasks = [lambda: profile_ids(labels, source, record_id),
+             lambda: _distinct_lists(labels, pd.Series(np.asarray(source, dtype=object)), n_clusters),
+             *[functools.partial(field_columns, item) for item in used]]
+    ids, sources, *per_field = thread_map(lambda task: task(), tasks, threads)
+    columns: dict[str, pa.Array] = {
+        "profile_id": pa.array(ids, type=pa.string()),
+        "record_count": pa.array(counts, type=pa.int32()),
+        "sources": sources,
+        "oversized": pa.array(cluster_oversized),
+    }
+    for part in per_field:
+        columns.update(part)
     profiles = pa.table(columns)
     membership = pa.table({
         "record_id": pa.array(np.asarray(record_id, dtype=object), type=pa.string()),
