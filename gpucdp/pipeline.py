@@ -225,9 +225,9 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
         field_columns = {f.name: f.name if fields_given else f.input_column for f in resolved.fields}
         check_fields_have_values(table, field_columns)
         frame = pd.DataFrame({name: table.column(column).to_pandas() for name, column in field_columns.items()})
-        record_id = table.column("record_id").to_numpy(zero_copy_only=False)
-        source = table.column("source").to_numpy(zero_copy_only=False)
-        source_codes, source_names = pd.factorize(source)
+        # record ids and sources stay Arrow strings: a Python string per record would cost ~60 bytes and time
+        record_id, source = table.column("record_id"), table.column("source")
+        source_codes, source_names = pd.factorize(source.to_pandas())
         st.count(records=n, files=len(files), sources=len(source_names))
         if device.on_device:  # fail before any work when the records cannot fit on the GPU
             # prepared columns (derived keys included) take about twice the input's bytes
@@ -444,14 +444,15 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
         ids = record_id
         if hash_pairs:
             key = hash_key.encode("utf-8") if isinstance(hash_key, str) else hash_key or secrets.token_bytes(32)
-            ids = keyed_record_hashes(source, record_id, key)
+            ids = pa.array(keyed_record_hashes(source.to_numpy(), record_id.to_numpy(), key), pa.string())
         # the scored pairs leave the device only when asked for, in input record numbers, sorted
         out_left, out_right, by_input = _input_order_pairs(layout, to_host(left), to_host(right))
+        out_left, out_right = pa.array(out_left), pa.array(out_right)
         pairs_table = pa.table({
-            "left_record_id": pa.array(ids[out_left], pa.string()),
-            "left_source": pa.array(source[out_left], pa.string()),
-            "right_record_id": pa.array(ids[out_right], pa.string()),
-            "right_source": pa.array(source[out_right], pa.string()),
+            "left_record_id": ids.take(out_left).cast(pa.string()),
+            "left_source": source.take(out_left).cast(pa.string()),
+            "right_record_id": ids.take(out_right).cast(pa.string()),
+            "right_source": source.take(out_right).cast(pa.string()),
             "pattern": pa.array(to_host(patterns)[by_input], pa.int32()),
             "match_weight": pa.array(to_host(weights)[by_input], pa.float64()),
             "match_probability": pa.array(to_host(probability)[by_input], pa.float64()),
@@ -549,20 +550,21 @@ def _pause_for_tests(report: Reporter) -> None:
     report.stage = stage  # type: ignore[method-assign]
 
 
-def _check_membership(membership: pa.Table, profiles: pa.Table, record_id: np.ndarray, source: np.ndarray) -> None:
+def _check_membership(membership: pa.Table, profiles: pa.Table, record_id: pa.ChunkedArray,
+                      source: pa.ChunkedArray) -> None:
     """Every input record appears exactly once in membership, in a profile that exists: checked on every run.
 
     Membership is in input order, so "exactly once" is "row i is input record i" for every i.
     """
-    n = record_id.shape[0]
+    n = len(record_id)
     if membership.num_rows != n:
         raise InternalError(f"membership has {membership.num_rows} rows for {n} input records")
     for name, expected in (("record_id", record_id), ("source", source)):
-        got = membership.column(name).to_numpy(zero_copy_only=False)
-        wrong = np.flatnonzero(got != expected)
-        if wrong.size:
+        same = pc.equal(membership.column(name), expected.cast(membership.column(name).type))
+        wrong = np.flatnonzero(~same.to_numpy(zero_copy_only=False)) if not pc.all(same).as_py() else []
+        if len(wrong):
             raise InternalError(f"membership row {int(wrong[0])} is not input record {int(wrong[0])} ({name} differs; "
-                                f"{wrong.size} rows wrong)")
+                                f"{len(wrong)} rows wrong)")
     if membership.column("profile_id").null_count:
         raise InternalError("a record has no profile id")
     known = pc.is_in(membership.column("profile_id"), value_set=profiles.column("profile_id").combine_chunks())

@@ -11,7 +11,7 @@ Profile ids are stable across runs as long as a cluster keeps its anchor record 
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,28 +22,59 @@ from gpucdp.arrays import cached_factorize, factorize, unique_counts, unique_sor
 from gpucdp.parallel import thread_map
 from gpucdp.settings import FieldSettings
 
-__all__ = ["profile_ids", "golden_values", "build_profiles"]
+__all__ = ["as_arrow_strings", "build_profiles", "golden_values", "profile_ids"]
 
 _HASH_KEY = "gpucdp-profile-1"  # 16 characters, as pandas' hash needs
+_IDS_PER_CHUNK = 100_000_000
+# record ids and sources: Arrow string arrays (what the pipeline passes), or any sequence of str
+Strings = pa.Array | pa.ChunkedArray | np.ndarray | Sequence[str]
 LIST_TYPES = {"email", "phone"}
 
 
-def profile_ids(labels: np.ndarray, source: Sequence[str], record_id: Sequence[str]) -> np.ndarray:
-    """A profile id per cluster label (object[n_clusters]) from the cluster's anchor record."""
+def profile_ids(labels: np.ndarray, source: Strings, record_id: Strings) -> pa.Array:
+    """A profile id per cluster label (string[n_clusters]) from the cluster's anchor record.
+
+    ``source`` and ``record_id`` (length n) may be Arrow arrays, which are used as they are: no Python string
+    is made per record, only one per cluster for its hash.
+    """
     labels = np.asarray(labels, dtype=np.int64)
-    keys = pa.table({"source": pa.array(np.asarray(source, dtype=object), pa.string()),
-                     "record_id": pa.array(np.asarray(record_id, dtype=object), pa.string())})
+    source, record_id = as_arrow_strings(source), as_arrow_strings(record_id)
+    keys = pa.table({"source": source, "record_id": record_id})
     order = pc.sort_indices(keys, sort_keys=[("source", "ascending"), ("record_id", "ascending")]).to_numpy()
     rank = np.empty(order.shape[0], dtype=np.int64)
     rank[order] = np.arange(order.shape[0], dtype=np.int64)
     n_clusters = int(labels.max()) + 1 if labels.size else 0
     anchor_rank = np.full(n_clusters, order.shape[0], dtype=np.int64)
     np.minimum.at(anchor_rank, labels, rank)
-    anchor = order[anchor_rank]
-    text = (pd.Series(np.asarray(source, dtype=object)[anchor]) + "\x1f"
-            + pd.Series(np.asarray(record_id, dtype=object)[anchor]))
-    hashed = pd.util.hash_array(text.to_numpy(dtype=object), hash_key=_HASH_KEY, categorize=False)
-    return np.array([f"p{h:016x}" for h in hashed.tolist()], dtype=object)
+    anchor = pa.array(order[anchor_rank])
+    large = pa.large_string()  # one string type for the join, whatever the inputs' types
+    text = pc.binary_join_element_wise(source.take(anchor).cast(large), record_id.take(anchor).cast(large),
+                                       pa.scalar("\x1f", large))
+    hashed = pd.util.hash_array(np.asarray(text.to_numpy(zero_copy_only=False), dtype=object),
+                                hash_key=_HASH_KEY, categorize=False)
+    return _hex_ids(hashed)
+
+
+def _hex_ids(hashed: np.ndarray) -> pa.ChunkedArray:
+    """``"p"`` + 16 lower-case hex digits of each uint64, as Arrow strings built from one byte buffer."""
+    digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+    shifts = np.arange(60, -4, -4, dtype=np.uint64)
+    chunks = []
+    for start in range(0, max(hashed.size, 1), _IDS_PER_CHUNK):  # int32 offsets: < 2 GiB of text a chunk
+        part = hashed[start:start + _IDS_PER_CHUNK]
+        text = np.empty((part.size, 17), dtype=np.uint8)
+        text[:, 0] = ord("p")
+        text[:, 1:] = digits[(part[:, None] >> shifts) & np.uint64(0xF)]
+        offsets = np.arange(0, 17 * (part.size + 1), 17, dtype=np.int32)
+        chunks.append(pa.StringArray.from_buffers(part.size, pa.py_buffer(offsets), pa.py_buffer(text)))
+    return pa.chunked_array(chunks, type=pa.string())
+
+
+def as_arrow_strings(values: Strings) -> pa.Array | pa.ChunkedArray:
+    """Arrow strings as they are; anything else (numpy object array, list) converted to ``pa.string()``."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values
+    return pa.array(np.asarray(values, dtype=object), type=pa.string())
 
 
 def golden_values(labels: np.ndarray, values: pd.Series, n_clusters: int,
@@ -101,6 +132,7 @@ def build_profiles(
     Parameters
     ----------
     record_id, source : str[n]
+        Arrow string arrays (used as they are) or sequences of str.
     prepared : DataFrame[n]
         Standardised columns; field ``f``'s golden value is taken from column ``f`` (or ``f__num``).
     fields : list of FieldSettings
@@ -146,12 +178,13 @@ def build_profiles(
 
     # the profile ids, the source lists and each field's golden values are independent: a thread each (each
     # field's task factorises its own column, so threads fill distinct keys of the cache)
+    source, record_id = as_arrow_strings(source), as_arrow_strings(record_id)
     tasks = [lambda: profile_ids(labels, source, record_id),
-             lambda: _distinct_lists(labels, pd.Series(np.asarray(source, dtype=object)), n_clusters),
+             lambda: _distinct_lists(labels, source.to_pandas(), n_clusters),
              *[functools.partial(field_columns, item) for item in used]]
     ids, sources, *per_field = thread_map(lambda task: task(), tasks, threads)
     columns: dict[str, pa.Array] = {
-        "profile_id": pa.array(ids, type=pa.string()),
+        "profile_id": ids,
         "record_count": pa.array(counts, type=pa.int32()),
         "sources": sources,
         "oversized": pa.array(cluster_oversized),
@@ -160,9 +193,9 @@ def build_profiles(
         columns.update(part)
     profiles = pa.table(columns)
     membership = pa.table({
-        "record_id": pa.array(np.asarray(record_id, dtype=object), type=pa.string()),
-        "source": pa.array(np.asarray(source, dtype=object), type=pa.string()),
-        "profile_id": pa.array(ids[labels], type=pa.string()),
+        "record_id": record_id.cast(pa.string()),
+        "source": source.cast(pa.string()),
+        "profile_id": ids.take(pa.array(labels)),
         "match_probability": pa.array(record_probability, type=pa.float64(), from_pandas=True),
     })
     return profiles, membership

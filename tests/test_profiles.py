@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from gpucdp.profiles import build_profiles, golden_values, profile_ids
 from gpucdp.settings import FieldSettings
@@ -12,10 +13,34 @@ def test_golden_value_is_most_frequent_then_smallest():
 
 
 def test_profile_ids_are_stable_and_depend_on_the_anchor():
-    ids = profile_ids(np.array([0, 0, 1]), ["crm", "web", "pos"], ["7", "3", "1"])
-    again = profile_ids(np.array([1, 1, 0]), ["crm", "web", "pos"], ["7", "3", "1"])
+    ids = profile_ids(np.array([0, 0, 1]), ["crm", "web", "pos"], ["7", "3", "1"]).to_pylist()
+    again = profile_ids(np.array([1, 1, 0]), ["crm", "web", "pos"], ["7", "3", "1"]).to_pylist()
     assert ids[0] == again[1] and ids[1] == again[0]
     assert all(i.startswith("p") and len(i) == 17 for i in ids)
+    # the ids users store: these exact values since the first release (anchor crm/7, then pos/1)
+    assert ids == ["p1c937b97161d876b", "p3671b99f15d9902d"]
+
+
+def _reference_ids(labels, source, record_id):
+    """The documented rule in plain Python: anchor = smallest (source, record_id); keyed hash of its text."""
+    anchors = {}
+    for label, s, r in zip(labels, source, record_id):
+        anchors[label] = min(anchors.get(label, (s, r)), (s, r))
+    text = np.array([f"{s}\x1f{r}" for s, r in (anchors[k] for k in range(len(anchors)))], dtype=object)
+    return [f"p{h:016x}" for h in pd.util.hash_array(text, hash_key="gpucdp-profile-1", categorize=False)]
+
+
+def test_profile_ids_from_arrow_arrays_equal_the_reference():
+    rng = np.random.default_rng(3)
+    n = 5_000
+    source = rng.choice(["crm", "web", "pos", "naïve ü"], n).tolist()
+    record_id = [str(x) for x in rng.permutation(10 * n)[:n]]
+    labels = rng.integers(0, 900, n)
+    labels = np.unique(labels, return_inverse=True)[1]  # every label used
+    expected = _reference_ids(labels, source, record_id)
+    chunked = pa.chunked_array([pa.array(source[:100], pa.large_string()), pa.array(source[100:], pa.large_string())])
+    assert profile_ids(labels, chunked, pa.array(record_id)).to_pylist() == expected
+    assert profile_ids(labels, np.array(source, dtype=object), record_id).to_pylist() == expected
 
 
 def test_build_profiles_tables():
