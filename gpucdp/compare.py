@@ -23,7 +23,8 @@ import pandas as pd
 from gpucdp.arrays import cached_factorize
 from gpucdp.backend import to_host
 from gpucdp.embed import pack_strings
-from gpucdp.errors import SettingsError
+from gpucdp.errors import BackendUnavailableError, SettingsError
+from gpucdp.kernels import gather
 from gpucdp.kernels.compare import METHODS, STRING_METHODS, compare_pairs, pattern_strides
 from gpucdp.semantic import SemanticEmbedder, cosine_gamma
 from gpucdp.settings import EMBEDDING_METHODS, ComparisonSettings
@@ -171,18 +172,6 @@ def _permuted_offsets(offsets, order, new_offsets):
             new_offsets[s, k + 1] = base
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def _gather_strings(chars, offsets, order, new_offsets, out):
-    # One record per iteration, all its columns together: the reads of one record sit close in memory.
-    for k in numba.prange(order.shape[0]):
-        i = order[k]
-        for s in range(offsets.shape[0]):
-            start = offsets[s, i]
-            dst = new_offsets[s, k]
-            for b in range(offsets[s, i + 1] - start):
-                out[dst + b] = chars[start + b]
-
-
 @numba.njit(cache=True, nogil=True)
 def _counting_order(keys, n):
     # A stable counting sort of keys in [0, n): O(m + n), where an argsort of 10M pairs takes ~1.2 s.
@@ -199,17 +188,58 @@ def _counting_order(keys, n):
     return out
 
 
-def permute(columns: PreparedColumns, order: np.ndarray) -> PreparedColumns:
-    """The same columns with record ``order[k]`` moved to position ``k``: int64[n] permutation."""
+def permute(columns: PreparedColumns, order: Any, *, target: str = "cpu", xp: Any = np) -> PreparedColumns:
+    """The same columns with record ``order[k]`` moved to position ``k`` (``order``: an int64[n] permutation).
+
+    With ``target="cuda"`` the columns are laid out on the device and come back as arrays of ``xp`` there:
+    the packed strings cross to the device once, as they are, and :data:`gpucdp.kernels.gather.gather_cuda`
+    moves them; the comparisons of candidate and random pairs then read them where they are.
+    """
+    if target == "cuda":
+        return _permute_on_device(columns, order, xp)
     order = np.asarray(order, dtype=np.int64)
     new_offsets = np.zeros_like(columns.offsets)
     chars = np.empty(columns.chars.shape[0], dtype=np.uint8)
     if new_offsets.size:
         _permuted_offsets(columns.offsets, order, new_offsets)
-        _gather_strings(columns.chars, columns.offsets, order, new_offsets, chars)
+        gather.gather_cpu(columns.chars, columns.offsets, order, new_offsets, chars)
     nums = np.ascontiguousarray(columns.nums[:, order])
     embedded = {name: (codes[order], vectors) for name, (codes, vectors) in columns.embedded.items()}
     return PreparedColumns(chars, new_offsets, nums, columns.string_names, columns.numeric_names, embedded)
+
+
+def _permute_on_device(columns: PreparedColumns, order: Any, xp: Any) -> PreparedColumns:
+    order = xp.asarray(order, dtype=xp.int64)
+    n = int(order.shape[0])
+    offsets = xp.asarray(columns.offsets)
+    n_strings = int(offsets.shape[0])
+    new_offsets = xp.zeros_like(offsets)
+    chars = xp.empty(int(columns.chars.shape[0]), dtype=xp.uint8)
+    if n_strings and n:
+        # each string keeps its length; column after column, as in the input
+        lengths = (offsets[:, 1:] - offsets[:, :-1])[:, order]
+        new_offsets[:, 1:] = xp.cumsum(lengths.ravel()).reshape(n_strings, n)
+        new_offsets[1:, 0] = new_offsets[:-1, -1]
+        del lengths
+        if chars.size:
+            _gather_cuda(xp.asarray(columns.chars), offsets, order, new_offsets, chars)
+    nums = xp.asarray(columns.nums)[:, order]
+    embedded = {name: (xp.asarray(codes)[order], vectors) for name, (codes, vectors) in columns.embedded.items()}
+    return PreparedColumns(chars, new_offsets, nums, columns.string_names, columns.numeric_names, embedded)
+
+
+def _gather_cuda(chars: Any, offsets: Any, order: Any, new_offsets: Any, out: Any) -> None:
+    """Launch :data:`gpucdp.kernels.gather.gather_cuda`, a thread per record, on arrays already on the device."""
+    if gather.gather_cuda is None:
+        raise BackendUnavailableError(
+            "target='cuda' needs numba-cuda: install it with `pip install 'gpucdp[gpu]'`, or use target='cpu'"
+        )
+    from gpucdp.kernels.device import as_device
+
+    threads = 128
+    blocks = (int(order.shape[0]) + threads - 1) // threads
+    gather.gather_cuda[blocks, threads](as_device(chars), as_device(offsets), as_device(order),
+                                        as_device(new_offsets), as_device(out))
 
 
 def locality_order(prepared: pd.DataFrame, columns: Sequence[str], cache: dict | None = None) -> np.ndarray | None:
@@ -345,9 +375,10 @@ def compare_in_chunks(
             _, chunk = compare_pairs(
                 left[start:stop], right[start:stop], chars, offsets, nums,
                 tables.level_method, tables.level_col, tables.level_thr, tables.n_levels, target=target,
+                xp=_device_xp(target, xp),
             )
-            if target == "cuda":  # a Numba device array: viewed by CuPy without a copy (copied for numpy)
-                chunk = to_host(chunk) if xp is np else xp.asarray(chunk)
+            if target == "cuda" and xp is np:  # a Numba device array, for host patterns
+                chunk = to_host(chunk)
         if pair_order is None:
             patterns[start:stop] = chunk
         else:
@@ -355,6 +386,11 @@ def compare_in_chunks(
         if advance is not None:
             advance(stop - start)
     return patterns
+
+
+def _device_xp(target: str, xp: Any) -> Any:
+    """The array module the CUDA kernel allocates its outputs with: CuPy's pool on the GPU backend."""
+    return xp if target == "cuda" and xp is not np else None
 
 
 def _patterns_with_cosine(left: Any, right: Any, columns: PreparedColumns, tables: ComparisonTables,
@@ -382,8 +418,8 @@ def _patterns_with_cosine(left: Any, right: Any, columns: PreparedColumns, table
     if split.kernel is not None:
         k = split.kernel
         gamma, _ = compare_pairs(left, right, columns.chars, columns.offsets, columns.nums, k.level_method,
-                                 k.level_col, k.level_thr, k.n_levels, target=target)
-        gamma = xp.asarray(gamma)  # a Numba device array becomes a CuPy view on the GPU
+                                 k.level_col, k.level_thr, k.n_levels, target=target, xp=_device_xp(target, xp))
+        gamma = xp.asarray(gamma)  # CuPy already on the GPU; the host's copy of a Numba device array otherwise
         for j, c in enumerate(split.kernel_comps):
             merge(c, gamma[:, j], split.kernel_levels[j])
     xl, xr = xp.asarray(left), xp.asarray(right)

@@ -339,17 +339,18 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
 
     # ---- compare
     with report.stage("compare", total=int(left.shape[0]), unit="pairs") as st, device.stage("compare"):
-        columns_packed = permute(prepare_columns(prepared, resolved.comparisons, semantic), layout)
-        tables = build_tables(resolved.comparisons, columns_packed)
+        columns_input = prepare_columns(prepared, resolved.comparisons, semantic)  # packed, in input order
+        tables = build_tables(resolved.comparisons, columns_input)
         n_pairs = int(left.shape[0])
-        column_bytes = columns_packed.chars.nbytes + columns_packed.offsets.nbytes + columns_packed.nums.nbytes
+        column_bytes = columns_input.chars.nbytes + columns_input.offsets.nbytes + columns_input.nums.nbytes
         per_pair = memory.COMPARE_CHUNK_BYTES_PER_PAIR + len(resolved.comparisons)
         # no chunk needs to be longer than the candidate or random pairs it holds
         preferred = min(resolved.chunk_size, max(n_pairs, resolved.model.u_pairs))
         fix = ("make fewer candidate pairs: lower blocking.max_block_size (now "
                f"{resolved.blocking.max_block_size}), drop a key rule or lower blocking.knn.k")
         if device.on_device:  # the pairs and their patterns on the device; chunks from what is left
-            need("compare", n_pairs * memory.COMPARE_BYTES_PER_PAIR + column_bytes + 1_000 * per_pair, fix,
+            # the columns are laid out on the device, where their input-order copy is held until that is done
+            need("compare", n_pairs * memory.COMPARE_BYTES_PER_PAIR + 2 * column_bytes + 1_000 * per_pair, fix,
                  candidate_pairs=n_pairs, column_bytes=column_bytes)
             chunk_size = min(preferred, rows_per_chunk(
                 device.info()[0] - n_pairs * memory.COMPARE_BYTES_PER_PAIR - column_bytes, per_pair))
@@ -358,6 +359,9 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
                 "compare", fixed=n_pairs * memory.COMPARE_BYTES_PER_PAIR + column_bytes, per_item=per_pair,
                 preferred=preferred, minimum=1_000, advice=f"raise --memory-limit, or {fix}", candidate_pairs=n_pairs,
                 column_bytes=column_bytes)
+        # in the record layout, where the pairs' numbers point (on the device for the GPU's kernel)
+        columns_packed = permute(columns_input, layout_x, target=be.kernel_target, xp=xp)
+        del columns_input
         patterns = compare_in_chunks(
             left, right, columns_packed, tables, chunk_size=chunk_size, target=be.kernel_target,
             advance=st.advance, xp=xp,

@@ -337,7 +337,8 @@ def decode_patterns(pattern, n_levels):
 
 
 def compare_pairs(
-    left, right, chars, offsets, nums, level_method, level_col, level_thr, n_levels, *, target: str = "cpu"
+    left, right, chars, offsets, nums, level_method, level_col, level_thr, n_levels, *, target: str = "cpu",
+    xp=None,
 ):
     """Agreement level of every comparison, and the pattern id, for each candidate pair.
 
@@ -362,6 +363,9 @@ def compare_pairs(
     target : {"cpu", "cuda"}
         "cpu": a parallel Numba kernel on numpy arrays. "cuda": one CUDA thread per pair; inputs may be numpy,
         Numba device or CuPy arrays, and the outputs are Numba device arrays.
+    xp : module, optional
+        With ``target="cuda"``: allocate the outputs as arrays of ``xp`` (CuPy), so that its memory pool, and
+        the run's record of peak device memory, holds them; they are returned as such.
 
     Returns
     -------
@@ -398,7 +402,7 @@ def compare_pairs(
         )
     if target == "cuda":
         return _compare_pairs_cuda(
-            left, right, chars, offsets, nums, level_method, level_col, level_thr, n_levels_host, strides
+            left, right, chars, offsets, nums, level_method, level_col, level_thr, n_levels_host, strides, xp
         )
     raise ValueError(f"target={target!r} is not one of 'cpu', 'cuda'")
 
@@ -437,17 +441,22 @@ def _compare_pairs_cpu(
 
 
 def _compare_pairs_cuda(
-    left, right, chars, offsets, nums, level_method, level_col, level_thr, n_levels, strides
+    left, right, chars, offsets, nums, level_method, level_col, level_thr, n_levels, strides, xp=None
 ):
     if not HAVE_CUDA:
         raise ValueError("target='cuda' needs numba-cuda: pip install 'gpucdp[gpu]'")
 
     left = as_device(left, np.int64)
     m, n_comp = left.shape[0], n_levels.shape[0]
-    gamma = cuda.device_array((m, n_comp), dtype=np.int8)
-    pattern = cuda.device_array(m, dtype=np.int32)
+    if xp is None:
+        gamma = cuda.device_array((m, n_comp), dtype=np.int8)
+        pattern = cuda.device_array(m, dtype=np.int32)
+    else:
+        gamma = xp.empty((m, n_comp), dtype=np.int8)
+        pattern = xp.empty(m, dtype=np.int32)
     if m == 0:
         return gamma, pattern
+    out_gamma, out_pattern = as_device(gamma), as_device(pattern)  # views of xp's arrays, no copy
     blocks = (m + _THREADS_PER_BLOCK - 1) // _THREADS_PER_BLOCK
     _cuda_kernel()[blocks, _THREADS_PER_BLOCK](
         left,
@@ -460,7 +469,7 @@ def _compare_pairs_cuda(
         as_device(level_thr, np.float64),
         as_device(n_levels, np.int32),
         as_device(strides, np.int64),
-        gamma,
-        pattern,
+        out_gamma,
+        out_pattern,
     )
     return gamma, pattern

@@ -3,8 +3,8 @@
 The GPU path has stages that only a GPU runs for real (CuPy arrays, Numba CUDA launches). Here the backend is
 the GPU one in everything but the hardware: its array module is :class:`strict_xp.StrictXP`, which refuses
 implicit device → host copies, host arrays in device operations and calls CuPy does not have, and logs every
-explicit copy; the two kernel launches (comparison, embedding) and connected components run their CPU twins
-on the stand-in's buffers, as the device would. So a run checks that
+explicit copy; the three kernel launches (string layout, comparison, embedding) and connected components run
+their CPU twins on the stand-in's buffers, as the device would. So a run checks that
 
 - the GPU path gives exactly the CPU path's results (profiles, membership, model);
 - candidate pairs, their patterns, weights and probabilities never come back to the host: every device → host
@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from gpucdp.kernels.compare import compare_pairs as compare_pairs_cpu
 from gpucdp.kernels.components import components_cpu
+from gpucdp.kernels.gather import gather_cpu
 from strict_xp import DeviceArray, StrictXP
 
 import gpucdp.compare
@@ -43,7 +44,8 @@ def _plan():
 @pytest.fixture
 def device(monkeypatch):
     """A GPU backend on the stand-in: (backend, xp). The kernels run their CPU twins on the device buffers."""
-    xp = StrictXP()
+    xp = device_xp = StrictXP()
+    xp.launches = []  # the string layout kernel's launches
 
     def host_view(a):  # what a kernel reads on the device: no transfer is logged
         return a._a if isinstance(a, DeviceArray) else a
@@ -51,11 +53,17 @@ def device(monkeypatch):
     def as_device(a, dtype=None):
         return a if isinstance(a, DeviceArray) else xp.asarray(np.ascontiguousarray(a, dtype=dtype))
 
-    def compare_pairs(*args, target="cpu"):
+    def compare_pairs(*args, target="cpu", xp=None):
         if target == "cpu":  # the CPU run beside it
             return compare_pairs_cpu(*args, target="cpu")
+        assert xp is device_xp  # outputs allocated in the device pool, where the peak sees them
         gamma, pattern = compare_pairs_cpu(*[host_view(a) for a in args], target="cpu")
-        return DeviceArray(gamma, xp), DeviceArray(pattern, xp)
+        return xp.asarray(gamma), xp.asarray(pattern)
+
+    def gather_cuda(chars, offsets, order, new_offsets, out):
+        xp.launches.append("gather")
+        assert all(isinstance(a, DeviceArray) for a in (chars, offsets, order, new_offsets, out))
+        gather_cpu(host_view(chars), host_view(offsets), host_view(order), host_view(new_offsets), host_view(out))
 
     def embed_cuda(kernels, chars, offsets, weights, dim, q, n, xp_):
         out = np.empty((n, dim), dtype=np.float32)
@@ -68,6 +76,7 @@ def device(monkeypatch):
 
     monkeypatch.setattr(gpucdp.kernels.device, "as_device", as_device)
     monkeypatch.setattr(gpucdp.compare, "compare_pairs", compare_pairs)
+    monkeypatch.setattr(gpucdp.compare, "_gather_cuda", gather_cuda)
     monkeypatch.setattr(gpucdp.embed, "_embed_cuda", embed_cuda)
     import faiss
     import pandas
@@ -115,6 +124,8 @@ def test_gpu_flow_matches_the_cpu_and_keeps_pairs_on_the_device(device, records,
     assert cpu.model.to_dict() == gpu.model.to_dict()
     assert gpu.manifest["blocking"]["candidate_pairs"] == cpu.manifest["blocking"]["candidate_pairs"]
 
+    # the comparison's strings are laid out once, on the device, for the candidate and the random pairs
+    assert xp.launches == ["gather"]
     n_pairs = gpu.manifest["blocking"]["candidate_pairs"]
     assert n_pairs > 2 * N_RECORDS  # enough pairs that a per-pair copy would stand out
     assert _per_pair_copies(xp, n_pairs, N_RECORDS) == []
