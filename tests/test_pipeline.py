@@ -136,3 +136,14 @@ def test_candidates_kept_on_request(generated):
     assert len(left) == len(right) == result.manifest["blocking"]["candidate_pairs"] > 0
     assert (left < right).all() and right.max() < 2000
     assert "candidates" not in resolve(records.head(200), backend="cpu").extra
+
+
+def test_result_frames_are_converted_from_the_arrow_tables_when_first_read(run):
+    result, out = run
+    assert set(result.tables) == {"profiles", "membership", "pairs"}
+    fresh = type(result)(result.tables["profiles"], result.tables["membership"], result.model, result.manifest)
+    assert "membership" not in vars(fresh) and fresh.pairs is None  # nothing converted until read
+    assert fresh.membership.equals(result.tables["membership"].to_pandas())
+    assert "membership" in vars(fresh) and fresh.membership is fresh.membership
+    written = pd.read_parquet(out / "membership.parquet")
+    assert written.equals(result.membership)
