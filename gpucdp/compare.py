@@ -252,11 +252,15 @@ def locality_order(prepared: pd.DataFrame, columns: Sequence[str], cache: dict |
     keys = [c for c in columns if c in prepared.columns]
     if not keys:
         return None
-    codes = []
-    for c in keys:
-        code = cached_factorize(cache, c, prepared[c])[0]
-        codes.append(np.where(code < 0, np.iinfo(np.int64).max, code))
-    return np.lexsort(codes[::-1]).astype(np.int64)
+    # np.lexsort(codes[::-1]) with nulls last, as stable counting sorts, last key first (LSD radix): the codes
+    # are dense, so each pass is O(n) where lexsort took ~0.5 s on 1M records
+    order = np.arange(len(prepared), dtype=np.int64)
+    for c in keys[::-1]:
+        code, uniques = cached_factorize(cache, c, prepared[c])
+        bound = len(uniques) + 1
+        code = np.where(code < 0, bound - 1, code)[order]  # null → after every value
+        order = order[_counting_order(code, bound)]
+    return order
 
 
 def build_tables(comparisons: Sequence[ComparisonSettings], columns: PreparedColumns) -> ComparisonTables:

@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gpucdp.arrays import factorize
 from gpucdp.compare import build_tables, compare_in_chunks, locality_order, permute, prepare_columns
 from gpucdp.errors import SettingsError
 from gpucdp.settings import ComparisonSettings
@@ -64,3 +65,18 @@ def test_method_and_column_kinds_must_agree():
     bad = [ComparisonSettings.model_validate({"name": "x", "levels": [{"method": "date_exact", "column": "name"}]})]
     with pytest.raises(SettingsError, match="cannot compare the string column 'name'"):
         prepare_columns(frame, bad)
+
+
+def test_locality_order_is_a_stable_lexsort_with_nulls_last():
+    rng = np.random.default_rng(5)
+    n = 5_000
+    a = pd.Series(rng.choice(["x", "y", "z", None, ""], n), dtype="str")
+    b = pd.Series(rng.choice(["p", "q", None], n), dtype="str")
+    frame = pd.DataFrame({"a": a, "b": b})
+    got = locality_order(frame, ["a", "b", "missing"])
+    codes = [factorize(frame[c])[0] for c in ("a", "b")]
+    big = np.iinfo(np.int64).max
+    want = np.lexsort([np.where(codes[1] < 0, big, codes[1]), np.where(codes[0] < 0, big, codes[0])])
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == np.int64
+    assert locality_order(frame, ["missing"]) is None
