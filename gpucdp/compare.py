@@ -24,7 +24,7 @@ from gpucdp.arrays import cached_factorize
 from gpucdp.backend import to_host
 from gpucdp.embed import pack_strings
 from gpucdp.errors import BackendUnavailableError, SettingsError
-from gpucdp.kernels import gather
+from gpucdp.kernels import layout
 from gpucdp.kernels.compare import METHODS, STRING_METHODS, compare_pairs, pattern_strides
 from gpucdp.semantic import SemanticEmbedder, cosine_gamma
 from gpucdp.settings import EMBEDDING_METHODS, ComparisonSettings
@@ -158,10 +158,11 @@ def prepare_columns(prepared: pd.DataFrame, comparisons: Sequence[ComparisonSett
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _permuted_offsets(offsets, order, new_offsets):
-    n_cols, n = offsets.shape[0], order.shape[0]
-    for k in numba.prange(n):
-        i = order[k]
+def _permuted_offsets(offsets, position, new_offsets):
+    # each record's lengths written where it goes (a scatter: the reads stream), then summed column by column
+    n_cols, n = offsets.shape[0], position.shape[0]
+    for i in numba.prange(n):
+        k = position[i]
         for s in range(n_cols):
             new_offsets[s, k + 1] = offsets[s, i + 1] - offsets[s, i]
     base = 0
@@ -192,17 +193,19 @@ def permute(columns: PreparedColumns, order: Any, *, target: str = "cpu", xp: An
     """The same columns with record ``order[k]`` moved to position ``k`` (``order``: an int64[n] permutation).
 
     With ``target="cuda"`` the columns are laid out on the device and come back as arrays of ``xp`` there:
-    the packed strings cross to the device once, as they are, and :data:`gpucdp.kernels.gather.gather_cuda`
+    the packed strings cross to the device once, as they are, and :data:`gpucdp.kernels.layout.layout_cuda`
     moves them; the comparisons of candidate and random pairs then read them where they are.
     """
     if target == "cuda":
         return _permute_on_device(columns, order, xp)
     order = np.asarray(order, dtype=np.int64)
+    position = np.empty_like(order)
+    position[order] = np.arange(order.shape[0], dtype=np.int64)
     new_offsets = np.zeros_like(columns.offsets)
     chars = np.empty(columns.chars.shape[0], dtype=np.uint8)
     if new_offsets.size:
-        _permuted_offsets(columns.offsets, order, new_offsets)
-        gather.gather_cpu(columns.chars, columns.offsets, order, new_offsets, chars)
+        _permuted_offsets(columns.offsets, position, new_offsets)
+        layout.layout_cpu(columns.chars, columns.offsets, position, new_offsets, chars)
     nums = np.ascontiguousarray(columns.nums[:, order])
     embedded = {name: (codes[order], vectors) for name, (codes, vectors) in columns.embedded.items()}
     return PreparedColumns(chars, new_offsets, nums, columns.string_names, columns.numeric_names, embedded)
@@ -222,23 +225,25 @@ def _permute_on_device(columns: PreparedColumns, order: Any, xp: Any) -> Prepare
         new_offsets[1:, 0] = new_offsets[:-1, -1]
         del lengths
         if chars.size:
-            _gather_cuda(xp.asarray(columns.chars), offsets, order, new_offsets, chars)
+            position = xp.empty_like(order)
+            position[order] = xp.arange(n, dtype=xp.int64)
+            _layout_cuda(xp.asarray(columns.chars), offsets, position, new_offsets, chars)
     nums = xp.asarray(columns.nums)[:, order]
     embedded = {name: (xp.asarray(codes)[order], vectors) for name, (codes, vectors) in columns.embedded.items()}
     return PreparedColumns(chars, new_offsets, nums, columns.string_names, columns.numeric_names, embedded)
 
 
-def _gather_cuda(chars: Any, offsets: Any, order: Any, new_offsets: Any, out: Any) -> None:
-    """Launch :data:`gpucdp.kernels.gather.gather_cuda`, a thread per record, on arrays already on the device."""
-    if gather.gather_cuda is None:
+def _layout_cuda(chars: Any, offsets: Any, position: Any, new_offsets: Any, out: Any) -> None:
+    """Launch :data:`gpucdp.kernels.layout.layout_cuda`, a thread per record, on arrays already on the device."""
+    if layout.layout_cuda is None:
         raise BackendUnavailableError(
             "target='cuda' needs numba-cuda: install it with `pip install 'gpucdp[gpu]'`, or use target='cpu'"
         )
     from gpucdp.kernels.device import as_device
 
     threads = 128
-    blocks = (int(order.shape[0]) + threads - 1) // threads
-    gather.gather_cuda[blocks, threads](as_device(chars), as_device(offsets), as_device(order),
+    blocks = (int(position.shape[0]) + threads - 1) // threads
+    layout.layout_cuda[blocks, threads](as_device(chars), as_device(offsets), as_device(position),
                                         as_device(new_offsets), as_device(out))
 
 

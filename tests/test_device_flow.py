@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from gpucdp.kernels.compare import compare_pairs as compare_pairs_cpu
 from gpucdp.kernels.components import components_cpu
-from gpucdp.kernels.gather import gather_cpu
+from gpucdp.kernels.layout import layout_cpu
 from strict_xp import DeviceArray, StrictXP
 
 import gpucdp.compare
@@ -60,10 +60,10 @@ def device(monkeypatch):
         gamma, pattern = compare_pairs_cpu(*[host_view(a) for a in args], target="cpu")
         return xp.asarray(gamma), xp.asarray(pattern)
 
-    def gather_cuda(chars, offsets, order, new_offsets, out):
-        xp.launches.append("gather")
-        assert all(isinstance(a, DeviceArray) for a in (chars, offsets, order, new_offsets, out))
-        gather_cpu(host_view(chars), host_view(offsets), host_view(order), host_view(new_offsets), host_view(out))
+    def layout_cuda(chars, offsets, position, new_offsets, out):
+        xp.launches.append("layout")
+        assert all(isinstance(a, DeviceArray) for a in (chars, offsets, position, new_offsets, out))
+        layout_cpu(host_view(chars), host_view(offsets), host_view(position), host_view(new_offsets), host_view(out))
 
     def embed_cuda(kernels, chars, offsets, weights, dim, q, n, xp_):
         out = np.empty((n, dim), dtype=np.float32)
@@ -76,7 +76,7 @@ def device(monkeypatch):
 
     monkeypatch.setattr(gpucdp.kernels.device, "as_device", as_device)
     monkeypatch.setattr(gpucdp.compare, "compare_pairs", compare_pairs)
-    monkeypatch.setattr(gpucdp.compare, "_gather_cuda", gather_cuda)
+    monkeypatch.setattr(gpucdp.compare, "_layout_cuda", layout_cuda)
     monkeypatch.setattr(gpucdp.embed, "_embed_cuda", embed_cuda)
     import faiss
     import pandas
@@ -125,7 +125,7 @@ def test_gpu_flow_matches_the_cpu_and_keeps_pairs_on_the_device(device, records,
     assert gpu.manifest["blocking"]["candidate_pairs"] == cpu.manifest["blocking"]["candidate_pairs"]
 
     # the comparison's strings are laid out once, on the device, for the candidate and the random pairs
-    assert xp.launches == ["gather"]
+    assert xp.launches == ["layout"]
     n_pairs = gpu.manifest["blocking"]["candidate_pairs"]
     assert n_pairs > 2 * N_RECORDS  # enough pairs that a per-pair copy would stand out
     assert _per_pair_copies(xp, n_pairs, N_RECORDS) == []

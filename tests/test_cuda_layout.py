@@ -1,4 +1,4 @@
-"""The string layout kernel (gpucdp.kernels.gather): CPU and CUDA twins against packing the permuted strings
+"""The string layout kernel (gpucdp.kernels.layout): CPU and CUDA twins against packing the permuted strings
 in plain Python; and the comparison kernel writing into arrays the caller's module allocated."""
 
 from __future__ import annotations
@@ -55,21 +55,23 @@ def test_cpu_layout_equals_packing_the_permuted_strings(seed, n_records):
     np.testing.assert_array_equal(got.nums, want_nums)
 
 
-def check_cuda_gather_matches(n_records: int, seed: int = 0) -> None:
+def check_cuda_layout_matches(n_records: int, seed: int = 0) -> None:
     """The CUDA twin on the offsets the CPU path computes (runs on the simulator or a GPU)."""
-    from gpucdp.kernels.gather import gather_cuda
+    from gpucdp.kernels.layout import layout_cuda
     from numba import cuda
 
     from gpucdp.compare import _permuted_offsets
 
     packed, order, (want_chars, want_offsets, _) = case(seed, n_records)
+    position = np.empty_like(order)
+    position[order] = np.arange(n_records)
     new_offsets = np.zeros_like(packed.offsets)
-    _permuted_offsets(packed.offsets, order, new_offsets)
+    _permuted_offsets(packed.offsets, position, new_offsets)
     np.testing.assert_array_equal(new_offsets, want_offsets)
     out = cuda.device_array(want_chars.shape[0], dtype=np.uint8)
     threads = 32
-    gather_cuda[(n_records + threads - 1) // threads, threads](
-        cuda.to_device(packed.chars), cuda.to_device(packed.offsets), cuda.to_device(order),
+    layout_cuda[(n_records + threads - 1) // threads, threads](
+        cuda.to_device(packed.chars), cuda.to_device(packed.offsets), cuda.to_device(position),
         cuda.to_device(new_offsets), out)
     np.testing.assert_array_equal(out.copy_to_host(), want_chars)
 
@@ -97,30 +99,30 @@ def check_compare_outputs_in_callers_arrays() -> None:
 
 
 @pytest.mark.cuda
-def test_cuda_gather_matches_in_simulator():
+def test_cuda_layout_matches_in_simulator():
     if SIMULATOR:
-        check_cuda_gather_matches(n_records=70)
+        check_cuda_layout_matches(n_records=70)
         check_compare_outputs_in_callers_arrays()
         return
-    run_in_simulator("test_cuda_gather",
-                     "check_cuda_gather_matches(n_records=70); t.check_compare_outputs_in_callers_arrays()")
+    run_in_simulator("test_cuda_layout",
+                     "check_cuda_layout_matches(n_records=70); t.check_compare_outputs_in_callers_arrays()")
 
 
 @pytest.mark.cuda
 @pytest.mark.gpu
 @pytest.mark.skipif(not real_gpu(), reason="needs a real CUDA GPU")
-def test_cuda_gather_matches_on_gpu():
-    check_cuda_gather_matches(n_records=50_000, seed=4)
+def test_cuda_layout_matches_on_gpu():
+    check_cuda_layout_matches(n_records=50_000, seed=4)
     check_compare_outputs_in_callers_arrays()
 
 
 @pytest.mark.cuda
 @pytest.mark.skipif(SIMULATOR, reason="PTX compilation needs the real numba.cuda, not the simulator")
-def test_gather_kernel_compiles_to_ptx(monkeypatch):
+def test_layout_kernel_compiles_to_ptx(monkeypatch):
     pytest.importorskip("numba.cuda")
-    from gpucdp.kernels import gather
+    from gpucdp.kernels import layout
     from numba import types as nt
 
     signature = (nt.uint8[::1], nt.int64[:, ::1], nt.int64[::1], nt.int64[:, ::1], nt.uint8[::1])
-    ptx = compile_ptx(monkeypatch, gather.gather_cuda.py_func, signature)
+    ptx = compile_ptx(monkeypatch, layout.layout_cuda.py_func, signature)
     assert ".visible .entry" in ptx and ".target sm_90" in ptx
