@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -40,6 +41,36 @@ def run_starts(sorted_values: Any, xp: Any = np) -> Any:
     else:
         first[1:] = sorted_values[1:] != sorted_values[:-1]
     return first
+
+
+@numba.njit(cache=True, nogil=True)
+def counting_argsort(keys: np.ndarray, bound: int) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` for int64 keys in ``[0, bound)``: a counting sort, O(n + bound).
+
+    Where an argsort of 10M keys takes ~1.2 s, this takes a fraction: for dense codes (factorised values,
+    labels, record numbers) on the host.
+    """
+    starts = np.zeros(bound + 1, dtype=np.int64)
+    for k in keys:
+        starts[k + 1] += 1
+    for i in range(bound):
+        starts[i + 1] += starts[i]
+    out = np.empty(keys.shape[0], dtype=np.int64)
+    for p in range(keys.shape[0]):
+        k = keys[p]
+        out[starts[k]] = p
+        starts[k] += 1
+    return out
+
+
+def stable_argsort(keys: Any, xp: Any = np) -> Any:
+    """``xp.argsort(keys, kind="stable")`` of non-negative int keys; on the host a counting sort when the keys
+    are dense enough (largest below 4× their count), which gives the same order."""
+    if xp is np and keys.size:
+        bound = int(keys.max()) + 1
+        if bound <= 4 * keys.size:
+            return counting_argsort(np.ascontiguousarray(keys, dtype=np.int64), bound)
+    return xp.argsort(keys, kind="stable")
 
 
 def unique_sorted(keys: Any, xp: Any = np) -> Any:

@@ -23,7 +23,7 @@ import numba
 import numpy as np
 import pandas as pd
 
-from gpucdp.arrays import cached_factorize, repeat, run_starts
+from gpucdp.arrays import cached_factorize, repeat, run_starts, stable_argsort
 from gpucdp.backend import to_host
 from gpucdp.errors import InputError, SettingsError
 
@@ -176,7 +176,7 @@ def _packed_keys(left, right, base, out):
 def _group(codes: Any, xp: Any = np) -> tuple[Any, Any, Any]:
     """Group records by code (codes < 0 left out): members sorted by code, group starts and sizes."""
     rows = xp.flatnonzero(codes >= 0)
-    order = rows[xp.argsort(codes[rows], kind="stable")].astype(xp.int64, copy=False)
+    order = rows[stable_argsort(codes[rows], xp)].astype(xp.int64, copy=False)
     if order.size == 0:
         return order, xp.zeros(0, dtype=xp.int64), xp.zeros(0, dtype=xp.int64)
     starts = xp.flatnonzero(run_starts(codes[order], xp))

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from gpucdp.arrays import run_starts
+from gpucdp.arrays import run_starts, stable_argsort
 from gpucdp.backend import Backend, to_host
 from gpucdp.evaluate import sizes_summary
 
@@ -49,11 +49,11 @@ def _relabel_first_seen(labels: Any, xp: Any = np) -> Any:
     if n == 0:
         return labels.astype(xp.int64)
     # A stable sort puts each label's first record at the head of its run.
-    by_label = xp.argsort(labels, kind="stable")
+    by_label = stable_argsort(labels, xp)
     head = run_starts(labels[by_label], xp)
     firsts = by_label[head]  # first record of each label, in label order
     rank = xp.empty(firsts.size, dtype=xp.int64)
-    rank[xp.argsort(firsts)] = xp.arange(firsts.size, dtype=xp.int64)
+    rank[stable_argsort(firsts, xp)] = xp.arange(firsts.size, dtype=xp.int64)
     out = xp.empty(n, dtype=xp.int64)
     out[by_label] = rank[xp.cumsum(head) - 1]
     return out

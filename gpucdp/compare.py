@@ -20,7 +20,7 @@ import numba
 import numpy as np
 import pandas as pd
 
-from gpucdp.arrays import cached_factorize
+from gpucdp.arrays import cached_factorize, counting_argsort
 from gpucdp.backend import to_host
 from gpucdp.embed import pack_strings
 from gpucdp.errors import BackendUnavailableError, SettingsError
@@ -173,22 +173,6 @@ def _permuted_offsets(offsets, position, new_offsets):
             new_offsets[s, k + 1] = base
 
 
-@numba.njit(cache=True, nogil=True)
-def _counting_order(keys, n):
-    # A stable counting sort of keys in [0, n): O(m + n), where an argsort of 10M pairs takes ~1.2 s.
-    starts = np.zeros(n + 1, dtype=np.int64)
-    for k in keys:
-        starts[k + 1] += 1
-    for i in range(n):
-        starts[i + 1] += starts[i]
-    out = np.empty(keys.shape[0], dtype=np.int64)
-    for p in range(keys.shape[0]):
-        k = keys[p]
-        out[starts[k]] = p
-        starts[k] += 1
-    return out
-
-
 def permute(columns: PreparedColumns, order: Any, *, target: str = "cpu", xp: Any = np) -> PreparedColumns:
     """The same columns with record ``order[k]`` moved to position ``k`` (``order``: an int64[n] permutation).
 
@@ -264,7 +248,7 @@ def locality_order(prepared: pd.DataFrame, columns: Sequence[str], cache: dict |
         code, uniques = cached_factorize(cache, c, prepared[c])
         bound = len(uniques) + 1
         code = np.where(code < 0, bound - 1, code)[order]  # null → after every value
-        order = order[_counting_order(code, bound)]
+        order = order[counting_argsort(code, bound)]
     return order
 
 
@@ -363,7 +347,7 @@ def compare_in_chunks(
         # every method is symmetric, so each pair can be read from its smaller end
         left, right = xp.minimum(left, right), xp.maximum(left, right)
         # counting sort on the host (an argsort of 10M pairs takes ~1.2 s); the device sorts fast enough
-        pair_order = _counting_order(left, n) if xp is np else xp.argsort(left)
+        pair_order = counting_argsort(left, n) if xp is np else xp.argsort(left)
         left, right = left[pair_order], right[pair_order]
     chars, offsets, nums = columns.chars, columns.offsets, columns.nums
     if target == "cuda" and m:
