@@ -437,8 +437,10 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
                 column = comp.levels[0].column
                 tf = _term_frequencies(cached_factorize(codes_cache, column, prepared[column])[0])
                 baseline = float(np.nanmean(tf))  # summed in input order: the same bits whatever the layout
-                weights[exact] += resolved.model.tf_weight * fs_model.tf_adjustment(
-                    xp.asarray(tf[layout])[left[exact]], baseline, resolved.model.tf_minimum_u, xp)
+                # per record (NaN where null, never read: an exact level has the value on both sides), then
+                # gathered for the pairs, so the logarithm runs once per record, not once per pair
+                adjustment = fs_model.tf_adjustment(tf, baseline, resolved.model.tf_minimum_u)
+                weights[exact] += resolved.model.tf_weight * xp.asarray(adjustment[layout])[left[exact]]
         del inverse
         probability = FSModel.probability(weights, xp)
         st.count(lam=round(fs_model.lam, 5), patterns=int(uniq.size))
