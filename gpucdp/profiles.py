@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gpucdp.arrays import cached_factorize, factorize, unique_counts, unique_sorted
+from gpucdp.arrays import cached_factorize, factorize, run_starts, unique_counts, unique_sorted
 from gpucdp.parallel import thread_map
 from gpucdp.settings import FieldSettings
 
@@ -57,14 +57,14 @@ def profile_ids(labels: np.ndarray, source: Strings, record_id: Strings) -> pa.A
 
 def _hex_ids(hashed: np.ndarray) -> pa.ChunkedArray:
     """``"p"`` + 16 lower-case hex digits of each uint64, as Arrow strings built from one byte buffer."""
-    digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-    shifts = np.arange(60, -4, -4, dtype=np.uint64)
+    # each byte (most significant first) → its two hex digits, through a 256-entry table
+    pairs = np.frombuffer(b"".join(f"{b:02x}".encode() for b in range(256)), dtype=np.uint8).reshape(256, 2)
     chunks = []
     for start in range(0, max(hashed.size, 1), _IDS_PER_CHUNK):  # int32 offsets: < 2 GiB of text a chunk
-        part = hashed[start:start + _IDS_PER_CHUNK]
+        part = np.ascontiguousarray(hashed[start:start + _IDS_PER_CHUNK], dtype=">u8")
         text = np.empty((part.size, 17), dtype=np.uint8)
         text[:, 0] = ord("p")
-        text[:, 1:] = digits[(part[:, None] >> shifts) & np.uint64(0xF)]
+        text[:, 1:] = pairs[part.view(np.uint8).reshape(-1, 8)].reshape(-1, 16)
         offsets = np.arange(0, 17 * (part.size + 1), 17, dtype=np.int32)
         chunks.append(pa.StringArray.from_buffers(part.size, pa.py_buffer(offsets), pa.py_buffer(text)))
     return pa.chunked_array(chunks, type=pa.string())
@@ -92,13 +92,16 @@ def golden_values(labels: np.ndarray, values: pd.Series, n_clusters: int,
     n_codes = np.int64(len(uniques))
     key = labels[keep].astype(np.int64) * n_codes + codes[keep]
     pair, count = unique_counts(key)
-    label, code = pair // n_codes, pair % n_codes
-    # order: by label, then most frequent, then smallest code (= value seen first)
-    order = np.lexsort((code, -count, label))
-    label, code = label[order], code[order]
-    first = np.ones(label.shape[0], dtype=bool)
-    first[1:] = label[1:] != label[:-1]
-    out[label[first]] = np.asarray(uniques, dtype=object)[code[first]]
+    label, code = np.divmod(pair, n_codes)
+    # The (label, code) pairs come sorted, so each label is a run with its codes ascending: the winner is the
+    # first entry of its run that reaches the run's largest count (most frequent, then smallest code = value
+    # seen first), with no sort of the pairs.
+    starts = np.flatnonzero(run_starts(label))
+    best = np.maximum.reduceat(count, starts)
+    top = count == np.repeat(best, np.diff(np.append(starts, count.size)))
+    winners = np.flatnonzero(top)
+    winners = winners[run_starts(label[winners])]
+    out[label[winners]] = np.asarray(uniques, dtype=object)[code[winners]]
     return out
 
 

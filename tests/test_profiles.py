@@ -59,3 +59,18 @@ def test_build_profiles_tables():
     assert m["record_id"].tolist() == ["1", "2", "3", "4", "5"]
     assert m["profile_id"].nunique() == 3 and m["profile_id"][0] == m["profile_id"][2]
     assert np.isnan(m["match_probability"][3])
+
+
+def test_golden_values_equal_a_plain_python_count_on_random_clusters():
+    rng = np.random.default_rng(8)
+    n, n_clusters = 4_000, 700
+    labels = rng.integers(0, n_clusters, n)
+    values = pd.Series(rng.choice(["a", "b", "c", "d", "e", None], n, p=[0.3, 0.25, 0.2, 0.1, 0.05, 0.1]))
+    first_seen = {v: i for i, v in reversed(list(enumerate(values)))}
+    want = []
+    for c in range(n_clusters):
+        members = [v for v, label in zip(values, labels) if label == c and not pd.isna(v)]
+        counts = {v: members.count(v) for v in set(members)}
+        # most frequent, ties to the value seen first in the whole input
+        want.append(min(counts, key=lambda v: (-counts[v], first_seen[v])) if counts else None)
+    assert golden_values(labels, values, n_clusters).tolist() == want
