@@ -49,7 +49,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 python3 -m gpucdp.cli info 2>&1
 
 step tests 240 python3 -m pytest -q -rs -p no:cacheprovider -m "gpu or cuda" \
-    tests/test_gpu.py tests/test_gpu_fallbacks.py tests/test_cuda_kernels.py tests/test_cuda_embed.py
+    tests/test_gpu.py tests/test_gpu_fallbacks.py tests/test_cuda_kernels.py tests/test_cuda_embed.py tests/test_cuda_layout.py
 step bench $(( $(left) > 30 ? $(left) : 30 )) python3 bench/gpu_bench.py --backend "$BACKEND" \
     --sizes $SIZES $KERNEL_ARGS --workdir /tmp/gpucdp-bench --json "$RESULTS/gpu_bench.json"
 
