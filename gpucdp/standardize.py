@@ -476,8 +476,13 @@ def _email(values: Any, xdf: Any, **_: Any) -> tuple:
         .fillna(False)
         .astype(bool)
     )
-    user = clean.str.replace(r"@.*$", "", regex=True)
-    domain = clean.str.replace(r"^.*@", "", regex=True)
+    if _on_host(clean):
+        # a valid address has exactly one "@": Arrow splits there ~5x faster than two regex passes (the
+        # invalid ones are null from here on, as they end up either way)
+        user, domain = _split_once(clean.where(valid), "@")
+    else:
+        user = clean.str.replace(r"@.*$", "", regex=True)
+        domain = clean.str.replace(r"^.*@", "", regex=True)
     domain = domain.where(domain != "googlemail.com", "gmail.com")
     # gmail ignores dots in the local part; these providers ignore a "+tag"
     user = user.where(domain != "gmail.com", user.str.replace(".", "", regex=False))
@@ -564,6 +569,16 @@ def _arrow_tokens(values: Any, lookup: Mapping[str, str]) -> Any:
     lists = type(lists).from_arrays(lists.offsets, tokens, mask=pc.is_null(lists))
     joined = pc.binary_join(lists, pa.scalar(" ", type=tokens.type))
     return pandas.Series(joined, dtype=values.dtype, index=values.index)
+
+
+def _split_once(values: Any, separator: str) -> tuple[Any, Any]:
+    """What comes before and after ``separator`` in each value (pandas only); every non-null value must hold
+    it exactly once."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    parts = pc.split_pattern(pa.array(values.array), separator, max_splits=1)
+    return tuple(pandas.Series(pc.list_element(parts, i), dtype=values.dtype, index=values.index) for i in (0, 1))
 
 
 def _on_host(values: Any) -> bool:

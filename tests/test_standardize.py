@@ -525,3 +525,17 @@ def test_cudf_gives_the_pandas_result():
     got = got.to_pandas()
     for column in expected.columns:
         assert values(got[column]) == values(expected[column]), column
+
+
+def test_email_split_on_the_host_equals_the_regex_path_that_cudf_runs(monkeypatch):
+    import gpucdp.standardize as std
+
+    values = pd.Series(["A.B+x@GMail.com", "a@b@c.com", "no-at-sign", " x@y.org ", "@y.org", "x@", "x@y",
+                        "j.doe@googlemail.com", "é@ü.de", "", None, "a b@c.com", "u+tag@outlook.com"] * 3)
+    frame = pd.DataFrame({"email": values})
+    host, host_stats = standardize(frame, [("email", "email")])
+    monkeypatch.setattr(std, "_on_host", lambda _: False)
+    regex, regex_stats = standardize(frame, [("email", "email")])
+    pd.testing.assert_frame_equal(host, regex)
+    assert host_stats == regex_stats
+    assert host["email"].iloc[0] == "ab@gmail.com" and pd.isna(host["email"].iloc[1])
