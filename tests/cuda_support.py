@@ -9,6 +9,7 @@ the real ``numba.cuda`` and is skipped under the simulator.
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -34,13 +35,26 @@ def real_gpu() -> bool:
         return False
 
 
-def run_in_simulator(module: str, call: str) -> None:
-    """Run ``module.call`` (a test module in tests/ and a Python call) in a child process under the simulator."""
+def run_in_simulator(module: str, *calls: str) -> None:
+    """Run ``module.call`` for each call (a test module in tests/, Python calls) in a child process under the
+    simulator."""
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    code = f"import sys; sys.path.insert(0, {str(TESTS_DIR)!r}); import {module} as t; t.{call}"
+    code = f"import sys; sys.path.insert(0, {str(TESTS_DIR)!r}); import {module} as t; " + "; ".join(
+        f"t.{call}" for call in calls)
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
                           check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def simulate(module: str, *calls: str) -> None:
+    """Run ``module.call`` for each call under the CUDA simulator: in this process when it already runs under
+    ``NUMBA_ENABLE_CUDASIM=1``, otherwise in a child process (:func:`run_in_simulator`)."""
+    if not SIMULATOR:
+        run_in_simulator(module, *calls)
+        return
+    namespace = {"t": importlib.import_module(module)}
+    for call in calls:  # the tests' own literals, as run_in_simulator runs them
+        eval(f"t.{call}", namespace)
 
 
 def compile_ptx(monkeypatch: pytest.MonkeyPatch, py_func: Any, signature: tuple) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import oracles
 import pytest
-from cuda_support import SIMULATOR, compile_ptx, real_gpu, run_in_simulator
+from cuda_support import SIMULATOR, compile_ptx, real_gpu, simulate
 
 
 def check_cuda_matches_cpu(n_pairs: int, n_cases: int = 3, seed: int = 0) -> None:
@@ -28,10 +28,7 @@ def check_cuda_matches_cpu(n_pairs: int, n_cases: int = 3, seed: int = 0) -> Non
 
 @pytest.mark.cuda
 def test_cuda_kernel_matches_cpu_in_simulator():
-    if SIMULATOR:
-        check_cuda_matches_cpu(n_pairs=50)
-        return
-    run_in_simulator("test_cuda_kernels", "check_cuda_matches_cpu(n_pairs=50)")
+    simulate("test_cuda_kernels", "check_cuda_matches_cpu(n_pairs=50)")
 
 
 @pytest.mark.cuda

@@ -8,7 +8,7 @@ import types
 import numpy as np
 import pandas as pd
 import pytest
-from cuda_support import SIMULATOR, compile_ptx, real_gpu, run_in_simulator
+from cuda_support import SIMULATOR, compile_ptx, real_gpu, simulate
 
 from gpucdp.compare import PreparedColumns, permute
 from gpucdp.embed import pack_strings
@@ -100,12 +100,8 @@ def check_compare_outputs_in_callers_arrays() -> None:
 
 @pytest.mark.cuda
 def test_cuda_layout_matches_in_simulator():
-    if SIMULATOR:
-        check_cuda_layout_matches(n_records=70)
-        check_compare_outputs_in_callers_arrays()
-        return
-    run_in_simulator("test_cuda_layout",
-                     "check_cuda_layout_matches(n_records=70); t.check_compare_outputs_in_callers_arrays()")
+    simulate("test_cuda_layout", "check_cuda_layout_matches(n_records=70)",
+             "check_compare_outputs_in_callers_arrays()")
 
 
 @pytest.mark.cuda

@@ -15,7 +15,7 @@ import types
 import numpy as np
 import pandas
 import pytest
-from cuda_support import SIMULATOR, compile_ptx, run_in_simulator
+from cuda_support import SIMULATOR, compile_ptx, simulate
 from gpucdp.kernels.components import components_cpu
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -202,10 +202,7 @@ def check_compare_chunks_on_cuda_match_cpu() -> None:
 
 
 def _in_simulator(function: str) -> None:
-    if SIMULATOR:
-        globals()[function]()
-    else:
-        run_in_simulator("test_gpu_fallbacks", f"{function}()")
+    simulate("test_gpu_fallbacks", f"{function}()")
 
 
 @pytest.mark.cuda
