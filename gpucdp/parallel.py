@@ -47,8 +47,8 @@ def resolve_threads(threads: int | None) -> int:
     if threads is None:
         return available_cores()
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise SettingsError(f"--threads {threads!r} must be a whole number of at least 1 (default: every core, "
-                            f"{available_cores()} here)")
+        raise SettingsError(f"--threads {threads!r} (threads= in Python) must be a whole number of at least 1; "
+                            f"leave it out to use every core ({available_cores()} here)")
     return threads
 
 

@@ -22,7 +22,7 @@ from gpucdp.arrays import cached_factorize, factorize, run_starts, unique_counts
 from gpucdp.parallel import thread_map
 from gpucdp.settings import FieldSettings
 
-__all__ = ["as_arrow_strings", "build_profiles", "golden_values", "profile_ids"]
+__all__ = ["build_profiles", "golden_values", "profile_ids"]
 
 _HASH_KEY = "gpucdp-profile-1"  # 16 characters, as pandas' hash needs
 _IDS_PER_CHUNK = 100_000_000
@@ -38,7 +38,7 @@ def profile_ids(labels: np.ndarray, source: Strings, record_id: Strings) -> pa.A
     is made per record, only one per cluster for its hash.
     """
     labels = np.asarray(labels, dtype=np.int64)
-    source, record_id = as_arrow_strings(source), as_arrow_strings(record_id)
+    source, record_id = _as_arrow_strings(source), _as_arrow_strings(record_id)
     keys = pa.table({"source": source, "record_id": record_id})
     order = pc.sort_indices(keys, sort_keys=[("source", "ascending"), ("record_id", "ascending")]).to_numpy()
     rank = np.empty(order.shape[0], dtype=np.int64)
@@ -70,7 +70,7 @@ def _hex_ids(hashed: np.ndarray) -> pa.ChunkedArray:
     return pa.chunked_array(chunks, type=pa.string())
 
 
-def as_arrow_strings(values: Strings) -> pa.Array | pa.ChunkedArray:
+def _as_arrow_strings(values: Strings) -> pa.Array | pa.ChunkedArray:
     """Arrow strings as they are; anything else (numpy object array, list) converted to ``pa.string()``."""
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
         return values
@@ -181,7 +181,7 @@ def build_profiles(
 
     # the profile ids, the source lists and each field's golden values are independent: a thread each (each
     # field's task factorises its own column, so threads fill distinct keys of the cache)
-    source, record_id = as_arrow_strings(source), as_arrow_strings(record_id)
+    source, record_id = _as_arrow_strings(source), _as_arrow_strings(record_id)
     tasks = [lambda: profile_ids(labels, source, record_id),
              lambda: _distinct_lists(labels, source.to_pandas(), n_clusters),
              *[functools.partial(field_columns, item) for item in used]]

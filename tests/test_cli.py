@@ -40,7 +40,7 @@ def test_resolve_then_evaluate(tmp_path, capsys):
     (["resolve", "missing.csv", "--out", "o"], "missing.csv does not exist"),
     (["resolve", "in.csv", "--out", "o", "--settings", "bad.yaml"], "unknown setting"),
     (["resolve", "in.csv", "--out", "o", "--model", "nope.json"], "model file nope.json does not exist"),
-    (["resolve", "in.csv", "--out", "o", "--threads", "0"], "--threads 0 must be a whole number"),
+    (["resolve", "in.csv", "--out", "o", "--threads", "0"], "--threads 0 (threads= in Python) must be a whole number"),
 ])
 def test_user_errors_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys, args, needle):
     monkeypatch.chdir(tmp_path)
