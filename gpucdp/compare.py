@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numba
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from gpucdp.arrays import cached_factorize, counting_argsort
 from gpucdp.backend import to_host
-from gpucdp.embed import pack_strings
+from gpucdp.embed import column_buffers, pack_strings
 from gpucdp.errors import BackendUnavailableError, SettingsError
 from gpucdp.kernels import layout
 from gpucdp.kernels.compare import METHODS, STRING_METHODS, compare_pairs, pattern_strides
@@ -101,8 +103,19 @@ def _is_numeric_method(method: str) -> bool:
 
 
 def prepare_columns(prepared: pd.DataFrame, comparisons: Sequence[ComparisonSettings],
-                    semantic: SemanticEmbedder | None = None) -> PreparedColumns:
+                    semantic: SemanticEmbedder | None = None, *, order: Any = None, target: str = "cpu",
+                    xp: Any = np, before_packing: Callable[[int, int], None] | None = None) -> PreparedColumns:
     """Pack the prepared columns the comparisons refer to (and embed those of cosine levels with ``semantic``).
+
+    With ``order`` (an int64[n] permutation, such as :func:`locality_order`) record ``order[k]`` is packed as
+    record ``k``, as :func:`permute` would move it, but each string column goes from its own Arrow buffers
+    straight to its place: the packed columns are never held twice, in input order and laid out. With
+    ``target="cuda"`` they are laid out on the device and come back as arrays of ``xp``; each column crosses
+    to the device once, as it is.
+
+    ``before_packing``, if given, is called before anything is allocated (a memory check may refuse) with two
+    sizes in bytes: the packed columns', and the most that is held on top while they are packed (the largest
+    string column, as it is read: converted, or on its way to the device).
 
     Raises
     ------
@@ -142,35 +155,31 @@ def prepare_columns(prepared: pd.DataFrame, comparisons: Sequence[ComparisonSett
                     f"column {level.column!r} (dates: use date_* methods on '<field>__ymd', string methods on "
                     "'<field>')"
                 )
-            target = numeric_names if numeric_column else string_names
-            if level.column not in target:
-                target.append(level.column)
+            names = numeric_names if numeric_column else string_names
+            if level.column not in names:
+                names.append(level.column)
     n = len(prepared)
-    if string_names:
-        chars, offsets = pack_strings([prepared[c] for c in string_names])
-    else:
-        chars, offsets = np.zeros(0, dtype=np.uint8), np.zeros((0, n + 1), dtype=np.int64)
     if numeric_names:
         nums = np.vstack([prepared[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in numeric_names])
     else:
         nums = np.zeros((0, n), dtype=np.float64)
+    if order is not None or before_packing is not None:
+        sizes = [_string_bytes(prepared[c], f) for f, c in enumerate(string_names)]
+        if before_packing is not None:
+            column_offsets = (n + 1) * 8
+            before_packing(sum(sizes) + len(string_names) * column_offsets + nums.nbytes,
+                           max(sizes, default=0) + column_offsets)
+    if order is not None:
+        # each column converted (when it must be) only when its turn comes
+        buffers = (column_buffers(prepared[c], f) for f, c in enumerate(string_names))
+        chars, offsets = _lay_out(sizes, buffers, order, n, target, xp)
+        nums, embedded = _laid_out_records(nums, embedded, order, target, xp)
+        return PreparedColumns(chars, offsets, nums, string_names, numeric_names, embedded)
+    if string_names:
+        chars, offsets = pack_strings([prepared[c] for c in string_names])
+    else:
+        chars, offsets = np.zeros(0, dtype=np.uint8), np.zeros((0, n + 1), dtype=np.int64)
     return PreparedColumns(chars, offsets, np.ascontiguousarray(nums), string_names, numeric_names, embedded)
-
-
-@numba.njit(cache=True, nogil=True, parallel=True)
-def _permuted_offsets(offsets, position, new_offsets):
-    # each record's lengths written where it goes (a scatter: the reads stream), then summed column by column
-    n_cols, n = offsets.shape[0], position.shape[0]
-    for i in numba.prange(n):
-        k = position[i]
-        for s in range(n_cols):
-            new_offsets[s, k + 1] = offsets[s, i + 1] - offsets[s, i]
-    base = 0
-    for s in range(n_cols):  # lengths → offsets; each column continues where the previous one ended
-        new_offsets[s, 0] = base
-        for k in range(n):
-            base += new_offsets[s, k + 1]
-            new_offsets[s, k + 1] = base
 
 
 def permute(columns: PreparedColumns, order: Any, *, target: str = "cpu", xp: Any = np) -> PreparedColumns:
@@ -180,41 +189,87 @@ def permute(columns: PreparedColumns, order: Any, *, target: str = "cpu", xp: An
     the packed strings cross to the device once, as they are, and :data:`gpucdp.kernels.layout.layout_cuda`
     moves them; the comparisons of candidate and random pairs then read them where they are.
     """
+    chars, offsets = columns.chars, columns.offsets
     if target == "cuda":
-        return _permute_on_device(columns, order, xp)
+        chars, offsets = xp.asarray(chars), xp.asarray(offsets)
+    rows = [offsets[s] for s in range(int(offsets.shape[0]))]
+    sizes = [int(row[-1]) - int(row[0]) for row in rows]
+    new_chars, new_offsets = _lay_out(sizes, [(chars, row) for row in rows], order, columns.n, target, xp)
+    nums, embedded = _laid_out_records(columns.nums, columns.embedded, order, target, xp)
+    return PreparedColumns(new_chars, new_offsets, nums, columns.string_names, columns.numeric_names, embedded)
+
+
+def _lay_out(sizes: Sequence[int], buffers: Iterable[tuple[Any, Any]], order: Any, n: int, target: str,
+             xp: Any) -> tuple[Any, Any]:
+    """String columns packed in record order ``order``: ``(chars : uint8[sum(sizes)], offsets : int64[S, n + 1])``
+    as :func:`gpucdp.embed.pack_strings` lays them out (column after column), with record ``order[k]`` as
+    record ``k``.
+
+    ``buffers`` gives each column as ``(chars, offsets : int64[n + 1])`` and may be a generator; ``sizes`` are
+    the columns' byte counts (``offsets[-1] - offsets[0]``), known beforehand so that the output is allocated
+    once. One column at a time: its new offsets (each string keeps its length), then the layout kernel moves
+    its bytes, on the CPU or, with ``target="cuda"``, on the device (a host column is copied there first), so
+    that only one column is ever held twice.
+    """
+    on_device = target == "cuda"
+    ax = xp if on_device else np
+    order = ax.asarray(order, dtype=ax.int64)
+    position = ax.empty_like(order)
+    position[order] = ax.arange(n, dtype=ax.int64)
+    offsets = ax.zeros((len(sizes), n + 1), dtype=ax.int64)
+    chars = ax.empty(int(sum(sizes)), dtype=ax.uint8)
+    base = 0
+    for s, (column_chars, column_offsets) in enumerate(buffers):
+        if on_device:
+            column_offsets = xp.asarray(column_offsets)
+            offsets[s, 0] = base
+            offsets[s, 1:] = base + xp.cumsum((column_offsets[1:] - column_offsets[:-1])[order])
+        else:
+            _permuted_offsets(column_offsets, position, offsets[s], base)
+        base += sizes[s]
+        if sizes[s] and n:  # the kernels take a table of columns: 2-D views of one row
+            if on_device:
+                _layout_cuda(xp.asarray(column_chars), column_offsets[None, :], position, offsets[s : s + 1], chars)
+            else:
+                layout.layout_cpu(column_chars, column_offsets[None, :], position, offsets[s : s + 1], chars)
+    return chars, offsets
+
+
+def _string_bytes(column: Any, position: int) -> int:
+    """Bytes of a string column's values as :func:`gpucdp.embed.column_buffers` packs them (nulls: none)."""
+    if isinstance(column, (pa.Array, pa.ChunkedArray)):
+        array = column
+    elif isinstance(getattr(column, "dtype", None), (pd.StringDtype, pd.ArrowDtype)):
+        array = pa.array(column)  # an Arrow-backed column: no copy
+    else:
+        array = None
+    if array is not None and (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        return int(pc.sum(pc.binary_length(array)).as_py() or 0)
+    _, offsets = column_buffers(column, position)  # anything else: converted, and measured there
+    return int(offsets[-1]) - int(offsets[0])
+
+
+def _laid_out_records(nums: Any, embedded: dict, order: Any, target: str, xp: Any) -> tuple[Any, dict]:
+    """The numeric columns and the cosine columns' value codes in record order ``order``."""
+    if target == "cuda":
+        order = xp.asarray(order, dtype=xp.int64)
+        return xp.asarray(nums)[:, order], {name: (xp.asarray(codes)[order], vectors)
+                                             for name, (codes, vectors) in embedded.items()}
     order = np.asarray(order, dtype=np.int64)
-    position = np.empty_like(order)
-    position[order] = np.arange(order.shape[0], dtype=np.int64)
-    new_offsets = np.zeros_like(columns.offsets)
-    chars = np.empty(columns.chars.shape[0], dtype=np.uint8)
-    if new_offsets.size:
-        _permuted_offsets(columns.offsets, position, new_offsets)
-        layout.layout_cpu(columns.chars, columns.offsets, position, new_offsets, chars)
-    nums = np.ascontiguousarray(columns.nums[:, order])
-    embedded = {name: (codes[order], vectors) for name, (codes, vectors) in columns.embedded.items()}
-    return PreparedColumns(chars, new_offsets, nums, columns.string_names, columns.numeric_names, embedded)
+    return np.ascontiguousarray(nums[:, order]), {name: (codes[order], vectors)
+                                                  for name, (codes, vectors) in embedded.items()}
 
 
-def _permute_on_device(columns: PreparedColumns, order: Any, xp: Any) -> PreparedColumns:
-    order = xp.asarray(order, dtype=xp.int64)
-    n = int(order.shape[0])
-    offsets = xp.asarray(columns.offsets)
-    n_strings = int(offsets.shape[0])
-    new_offsets = xp.zeros_like(offsets)
-    chars = xp.empty(int(columns.chars.shape[0]), dtype=xp.uint8)
-    if n_strings and n:
-        # each string keeps its length; column after column, as in the input
-        lengths = (offsets[:, 1:] - offsets[:, :-1])[:, order]
-        new_offsets[:, 1:] = xp.cumsum(lengths.ravel()).reshape(n_strings, n)
-        new_offsets[1:, 0] = new_offsets[:-1, -1]
-        del lengths
-        if chars.size:
-            position = xp.empty_like(order)
-            position[order] = xp.arange(n, dtype=xp.int64)
-            _layout_cuda(xp.asarray(columns.chars), offsets, position, new_offsets, chars)
-    nums = xp.asarray(columns.nums)[:, order]
-    embedded = {name: (xp.asarray(codes)[order], vectors) for name, (codes, vectors) in columns.embedded.items()}
-    return PreparedColumns(chars, new_offsets, nums, columns.string_names, columns.numeric_names, embedded)
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _permuted_offsets(offsets, position, new_offsets, base):
+    # each record's length written where it goes (a scatter: the reads stream), then summed from ``base``
+    n = position.shape[0]
+    for i in numba.prange(n):
+        new_offsets[position[i] + 1] = offsets[i + 1] - offsets[i]
+    new_offsets[0] = base
+    for k in range(n):
+        base += new_offsets[k + 1]
+        new_offsets[k + 1] = base
 
 
 def _layout_cuda(chars: Any, offsets: Any, position: Any, new_offsets: Any, out: Any) -> None:

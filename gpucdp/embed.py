@@ -24,7 +24,7 @@ from gpucdp.errors import InputError, SettingsError
 from gpucdp.semantic import SemanticEmbedder
 from gpucdp.settings import KnnColumn
 
-__all__ = ["EMBED_TARGETS", "embed_hybrid", "embed_records", "pack_strings"]
+__all__ = ["EMBED_TARGETS", "column_buffers", "embed_hybrid", "embed_records", "pack_strings"]
 
 EMBED_TARGETS = ("cpu", "cuda")
 
@@ -98,7 +98,22 @@ def pack_strings(columns: Sequence[Any], *, xp: Any = np) -> tuple[Any, Any]:
             return _concat_buffers(device, xp)
         chars, offsets = pack_strings(columns)
         return xp.asarray(chars), xp.asarray(offsets)
-    return _concat_buffers([_arrow_buffers(_to_large_string(c, f)) for f, c in enumerate(columns)], np)
+    return _concat_buffers([column_buffers(c, f) for f, c in enumerate(columns)], np)
+
+
+def column_buffers(column: Any, position: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """One string column's bytes and offsets on the host, as :func:`pack_strings` reads them.
+
+    Returns ``(chars : uint8[...], offsets : int64[n + 1])``: value ``i`` is ``chars[offsets[i]:offsets[i + 1]]``
+    and a null is zero-length. Views of the column's Arrow buffers when it is a single-chunk ``large_string``
+    without nulls; otherwise of a converted copy. ``position`` numbers the column in error messages.
+
+    Raises
+    ------
+    InputError
+        A column that cannot be read as strings.
+    """
+    return _arrow_buffers(_to_large_string(column, position))
 
 
 def _arrow_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:

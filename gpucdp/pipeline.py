@@ -28,14 +28,14 @@ from gpucdp import memory
 from gpucdp.arrays import cached_factorize, dense_unique, factorize_columns
 from gpucdp.backend import Backend, get_backend, to_host
 from gpucdp.cluster import cluster_pairs
-from gpucdp.compare import build_tables, compare_in_chunks, locality_order, permute, prepare_columns
+from gpucdp.compare import build_tables, compare_in_chunks, locality_order, prepare_columns
 from gpucdp.embed import embed_hybrid
 from gpucdp.errors import InternalError, SettingsError
 from gpucdp.gpu import DeviceMemory, check_device_fits, device_bytes_per_record, rows_per_chunk
 from gpucdp.io import check_fields_have_values, check_output, keyed_record_hashes, read_inputs, write_outputs
 from gpucdp.model import FSModel, decode, estimate_u, load_model, train_em
 from gpucdp.parallel import numba_threads, resolve_threads
-from gpucdp.profiles import build_profiles
+from gpucdp.profiles import build_profiles, golden_columns
 from gpucdp.progress import Reporter, peak_rss_bytes
 from gpucdp.semantic import SemanticEmbedder
 from gpucdp.settings import CPU_KNN_MAX_RECORDS, Settings, load_settings, parse_settings, resolve_settings
@@ -361,33 +361,54 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
 
     # ---- compare
     with report.stage("compare", total=int(left.shape[0]), unit="pairs") as st, device.stage("compare"):
-        columns_input = prepare_columns(prepared, resolved.comparisons, semantic)  # packed, in input order
-        tables = build_tables(resolved.comparisons, columns_input)
         n_pairs = int(left.shape[0])
-        column_bytes = columns_input.chars.nbytes + columns_input.offsets.nbytes + columns_input.nums.nbytes
         per_pair = memory.COMPARE_CHUNK_BYTES_PER_PAIR + len(resolved.comparisons)
         # no chunk needs to be longer than the candidate or random pairs it holds
-        preferred = min(resolved.chunk_size, max(n_pairs, resolved.model.u_pairs))
+        chunk_size = preferred = min(resolved.chunk_size, max(n_pairs, resolved.model.u_pairs))
         fix = ("make fewer candidate pairs: lower blocking.max_block_size (now "
                f"{resolved.blocking.max_block_size}), drop a key rule or lower blocking.knn.k")
-        if device.on_device:  # the pairs and their patterns on the device; chunks from what is left
-            # the columns are laid out on the device, where their input-order copy is held until that is done
-            need("compare", n_pairs * memory.COMPARE_BYTES_PER_PAIR + 2 * column_bytes + 1_000 * per_pair, fix,
-                 candidate_pairs=n_pairs, column_bytes=column_bytes)
-            chunk_size = min(preferred, rows_per_chunk(
-                device.info()[0] - n_pairs * memory.COMPARE_BYTES_PER_PAIR - column_bytes, per_pair))
-        else:
-            chunk_size = budget.chunk_size(
-                "compare", fixed=n_pairs * memory.COMPARE_BYTES_PER_PAIR + column_bytes, per_item=per_pair,
-                preferred=preferred, minimum=1_000, advice=f"raise --memory-limit, or {fix}", candidate_pairs=n_pairs,
-                column_bytes=column_bytes)
-        # in the record layout, where the pairs' numbers point (on the device for the GPU's kernel)
-        columns_packed = permute(columns_input, layout_x, target=be.kernel_target, xp=xp)
-        del columns_input
+
+        def check(column_bytes: int, packing_bytes: int) -> None:
+            """Before the columns are packed: they, the patterns and a chunk must fit; chunks from what is left."""
+            nonlocal chunk_size
+            fixed = n_pairs * memory.COMPARE_BYTES_PER_PAIR + column_bytes
+            if device.on_device:  # the pairs and their patterns on the device, where the columns are laid out
+                need("compare", fixed + packing_bytes + 1_000 * per_pair, fix, candidate_pairs=n_pairs,
+                     column_bytes=column_bytes)
+                chunk_size = min(preferred, rows_per_chunk(device.info()[0] - fixed, per_pair))
+            else:
+                chunk_size = budget.chunk_size(
+                    "compare", fixed=fixed + packing_bytes, per_item=per_pair, preferred=preferred, minimum=1_000,
+                    advice=f"raise --memory-limit, or {fix}", candidate_pairs=n_pairs, column_bytes=column_bytes)
+
+        # packed straight into the record layout, where the pairs' numbers point (on the device for the GPU)
+        columns_packed = prepare_columns(prepared, resolved.comparisons, semantic, order=layout_x,
+                                         target=be.kernel_target, xp=xp, before_packing=check)
+        tables = build_tables(resolved.comparisons, columns_packed)
+        # The comparisons have their columns now: from here on only the term frequencies and the profiles read
+        # the prepared columns, so the others (and their codes) go before the rest of the run holds them.
+        kept = {column for _, column in golden_columns(resolved.fields, prepared.columns)}
+        kept |= {comp.levels[0].column for comp in resolved.comparisons if comp.term_frequency}
+        prepared = prepared[[c for c in prepared.columns if c in kept]]
+        for key in [k for k in codes_cache if (k[1] if isinstance(k, tuple) else k) not in kept]:
+            del codes_cache[key]
         patterns = compare_in_chunks(
             left, right, columns_packed, tables, chunk_size=chunk_size, target=be.kernel_target,
             advance=st.advance, xp=xp,
         )
+        random_patterns = None
+        if fs_model is None:  # training: u comes from random pairs, compared while the columns are laid out
+            rl, rr = _random_pairs(n, resolved.model.u_pairs, source_codes, resolved.mode, resolved.model.seed)
+            rl, rr = position[rl], position[rr]
+            by_left = np.argsort(rl, kind="stable")  # the kernel runs ~2x faster on pairs sorted by left
+            random_patterns = compare_in_chunks(
+                xp.asarray(rl[by_left]), xp.asarray(rr[by_left]), columns_packed, tables, chunk_size=chunk_size,
+                target=be.kernel_target, xp=xp,
+            )
+            del rl, rr, by_left
+        # Nothing later compares: the packed columns (on the GPU, their device copy) go before the model's
+        # per-pair arrays are made.
+        del columns_packed
         st.count(pairs=int(left.shape[0]), comparisons=len(resolved.comparisons))
 
     # ---- model
@@ -404,13 +425,8 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
         # the distinct patterns and their counts are all EM needs: they come to the host, the pairs do not
         uniq, counts = to_host(uniq), to_host(counts)
         if fs_model is None:
-            rl, rr = _random_pairs(n, resolved.model.u_pairs, source_codes, resolved.mode, resolved.model.seed)
-            rl, rr = position[rl], position[rr]
-            by_left = np.argsort(rl, kind="stable")  # the kernel runs ~2x faster on pairs sorted by left
-            random_patterns = compare_in_chunks(
-                xp.asarray(rl[by_left]), xp.asarray(rr[by_left]), columns_packed, tables, chunk_size=chunk_size,
-                target=be.kernel_target, xp=xp,
-            )
+            assert random_patterns is not None
+            n_random = int(random_patterns.shape[0])
             u_random = estimate_u(random_patterns, tables.n_levels, distinct_pairs=n * (n - 1) / 2, xp=xp)
             del random_patterns
             if uniq.size:
@@ -424,7 +440,7 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
             else:
                 m, u, lambdas = [np.full_like(x, 1.0 / x.size) for x in u_random], [u_random], np.array([0.5, 0.5])
                 info = {"iterations": 0, "converged": False}
-            info.update({"random_pairs": int(rl.shape[0]), "candidate_pairs": int(left.shape[0]),
+            info.update({"random_pairs": n_random, "candidate_pairs": int(left.shape[0]),
                          "distinct_patterns": int(uniq.size)})
             fs_model = FSModel(list(resolved.comparisons), m, u, lambdas, info, u_random)
         weights = xp.asarray(fs_model.pattern_weights(uniq))[inverse] if uniq.size else xp.zeros(0)
@@ -444,6 +460,10 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
         del inverse
         probability = FSModel.probability(weights, xp)
         st.count(lam=round(fs_model.lam, 5), patterns=int(uniq.size))
+    # Patterns and weights are kept only for the pairs output: freed now, they are not held through clustering
+    # and the profiles.
+    if not write_pairs:
+        patterns = weights = None
 
     # ---- cluster
     with report.stage("cluster") as st, device.stage("cluster"):
@@ -454,6 +474,10 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
         )
         st.count(clusters=clusters.stats["clusters"], max_size=clusters.stats["max_size"],
                  oversized=clusters.stats["oversized_clusters"])
+    if not write_pairs:  # the pairs themselves are needed after clustering only to be written or kept
+        probability = None
+        if not keep_candidates:
+            left = right = None
 
     # ---- profiles
     with report.stage("profiles") as st:

@@ -22,7 +22,7 @@ from gpucdp.arrays import cached_factorize, factorize, run_starts, unique_counts
 from gpucdp.parallel import thread_map
 from gpucdp.settings import FieldSettings
 
-__all__ = ["build_profiles", "golden_values", "profile_ids"]
+__all__ = ["build_profiles", "golden_columns", "golden_values", "profile_ids"]
 
 _HASH_KEY = "gpucdp-profile-1"  # 16 characters, as pandas' hash needs
 _IDS_PER_CHUNK = 100_000_000
@@ -119,6 +119,15 @@ def _distinct_lists(labels: np.ndarray, values: pd.Series, n_clusters: int,
     return pa.LargeListArray.from_arrays(pa.array(offsets), flat)
 
 
+def golden_columns(fields: Sequence[FieldSettings], columns: Sequence[str]) -> list[tuple[FieldSettings, str]]:
+    """The prepared column each field's golden value comes from: ``f``, or ``f__num`` for a numeric field.
+
+    Fields with neither among ``columns`` are left out.
+    """
+    used = [(f, f.name if f.name in columns else f"{f.name}__num") for f in fields]
+    return [(f, column) for f, column in used if column in columns]
+
+
 def build_profiles(
     record_id: Sequence[str],
     source: Sequence[str],
@@ -164,8 +173,7 @@ def build_profiles(
     counts = np.bincount(labels, minlength=n_clusters)
     cluster_oversized = np.zeros(n_clusters, dtype=bool)
     cluster_oversized[labels[oversized]] = True
-    used = [(f, f.name if f.name in prepared.columns else f"{f.name}__num") for f in fields]
-    used = [(f, column) for f, column in used if column in prepared.columns]
+    used = golden_columns(fields, prepared.columns)
 
     def field_columns(item: tuple[FieldSettings, str]) -> list[tuple[str, pa.Array]]:
         f, column = item

@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from gpucdp.arrays import factorize
@@ -58,6 +59,38 @@ def test_permute_moves_strings_and_numbers():
             b = columns.chars[columns.offsets[s, i]:columns.offsets[s, i + 1]].tobytes()
             assert a == b
     np.testing.assert_array_equal(moved.nums, columns.nums[:, order])
+
+
+@pytest.mark.parametrize("kind", ["str", "object", "chunked large_string"])
+def test_packing_into_a_layout_equals_permuting_the_packed_columns(kind):
+    """``prepare_columns(order=...)`` lays each column out from its own buffers; it must give exactly what
+    packing in input order and then permuting gives, whatever the columns hold (nulls, empty strings, multi-byte
+    characters; Arrow-backed, Python objects, or several chunks), and tell the memory check the exact size."""
+    n = 400
+    rng = np.random.default_rng(7)
+    frame = _frame(n, seed=5)
+    values = np.array(["ann", "", "zoë", "日本", "a" * 70, None], dtype=object)
+    names = rng.choice(values, n)
+    if kind == "str":
+        frame["name"] = pd.Series(names, dtype="str")
+    elif kind == "object":
+        frame["name"] = pd.Series(names, dtype=object)
+    else:
+        chunked = pa.chunked_array([pa.array(list(names[:150]), pa.large_string()),
+                                    pa.array(list(names[150:]), pa.large_string())])
+        frame["name"] = pd.Series(pd.arrays.ArrowExtensionArray(chunked))
+    comps = _comparisons()
+    order = rng.permutation(n).astype(np.int64)
+    sizes = []
+    laid_out = prepare_columns(frame, comps, order=order, before_packing=lambda *b: sizes.append(b))
+    want = permute(prepare_columns(frame, comps), order)
+    np.testing.assert_array_equal(laid_out.chars, want.chars)
+    np.testing.assert_array_equal(laid_out.offsets, want.offsets)
+    np.testing.assert_array_equal(laid_out.nums, want.nums)
+    assert laid_out.string_names == want.string_names and laid_out.numeric_names == want.numeric_names
+    packed = want.chars.nbytes + want.offsets.nbytes + want.nums.nbytes
+    largest = max(int(want.offsets[s, -1] - want.offsets[s, 0]) for s in range(want.offsets.shape[0]))
+    assert sizes == [(packed, largest + (n + 1) * 8)]
 
 
 def test_method_and_column_kinds_must_agree():

@@ -17,6 +17,7 @@ from __future__ import annotations
 import gpucdp.kernels.device
 import numpy as np
 import pytest
+from gpucdp.kernels.compare import METHODS, STRING_METHODS
 from gpucdp.kernels.compare import compare_pairs as compare_pairs_cpu
 from gpucdp.kernels.components import components_cpu
 from gpucdp.kernels.layout import layout_cpu
@@ -124,8 +125,11 @@ def test_gpu_flow_matches_the_cpu_and_keeps_pairs_on_the_device(device, records,
     assert cpu.model.to_dict() == gpu.model.to_dict()
     assert gpu.manifest["blocking"]["candidate_pairs"] == cpu.manifest["blocking"]["candidate_pairs"]
 
-    # the comparison's strings are laid out once, on the device, for the candidate and the random pairs
-    assert xp.launches == ["layout"]
+    # each string column the comparisons read is laid out once, on the device (a launch per column), for the
+    # candidate and the random pairs alike
+    string_columns = {level["column"] for comp in gpu.manifest["settings"]["comparisons"]
+                      for level in comp["levels"] if METHODS[level["method"]] in STRING_METHODS}
+    assert xp.launches == ["layout"] * len(string_columns)
     n_pairs = gpu.manifest["blocking"]["candidate_pairs"]
     assert n_pairs > 2 * N_RECORDS  # enough pairs that a per-pair copy would stand out
     assert _per_pair_copies(xp, n_pairs, N_RECORDS) == []
