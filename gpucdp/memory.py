@@ -41,7 +41,8 @@ COMPARE_BYTES_PER_PAIR = 4
 COMPARE_CHUNK_BYTES_PER_PAIR = 24
 # The model: int64 pattern inverse, float64 weights and probability, term-frequency temporaries.
 MODEL_BYTES_PER_PAIR = 48
-# Random pairs for u: two int64 indices, their sort order, the comparison's working set.
+# Random pairs for u, compared at the end of the compare stage (counted in its check): two int64 indices, their
+# sort order, the comparison's working set.
 MODEL_BYTES_PER_RANDOM_PAIR = 16 + 16 + COMPARE_BYTES_PER_PAIR
 # Profiles: per record and field, factorised codes and golden-value gathers (int64 + an object pointer +
 # a string); the membership table adds three strings per record.

@@ -367,11 +367,13 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
         chunk_size = preferred = min(resolved.chunk_size, max(n_pairs, resolved.model.u_pairs))
         fix = ("make fewer candidate pairs: lower blocking.max_block_size (now "
                f"{resolved.blocking.max_block_size}), drop a key rule or lower blocking.knn.k")
+        # the random pairs for u are compared here too, when the model is trained
+        random_bytes = resolved.model.u_pairs * memory.MODEL_BYTES_PER_RANDOM_PAIR if fs_model is None else 0
 
         def check(column_bytes: int, packing_bytes: int) -> None:
             """Before the columns are packed: they, the patterns and a chunk must fit; chunks from what is left."""
             nonlocal chunk_size
-            fixed = n_pairs * memory.COMPARE_BYTES_PER_PAIR + column_bytes
+            fixed = n_pairs * memory.COMPARE_BYTES_PER_PAIR + column_bytes + random_bytes
             if device.on_device:  # the pairs and their patterns on the device, where the columns are laid out
                 need("compare", fixed + packing_bytes + 1_000 * per_pair, fix, candidate_pairs=n_pairs,
                      column_bytes=column_bytes)
@@ -413,10 +415,8 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
 
     # ---- model
     with report.stage("model") as st, device.stage("model"):
-        need("model", n_pairs * memory.MODEL_BYTES_PER_PAIR
-                     + (resolved.model.u_pairs * memory.MODEL_BYTES_PER_RANDOM_PAIR if fs_model is None else 0),
-                     f"lower model.u_pairs (now {resolved.model.u_pairs:,}) or make fewer "
-                     "candidate pairs (blocking.max_block_size, key rules)", candidate_pairs=n_pairs)
+        need("model", n_pairs * memory.MODEL_BYTES_PER_PAIR, "make fewer candidate pairs (blocking.max_block_size, "
+                     "key rules)", candidate_pairs=n_pairs)
         space = int(np.prod(tables.n_levels.astype(np.int64) + 2))
         if space <= 1 << 24:
             uniq, inverse, counts = dense_unique(patterns, space, xp)
