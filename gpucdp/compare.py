@@ -220,18 +220,22 @@ def _lay_out(sizes: Sequence[int], buffers: Iterable[tuple[Any, Any]], order: An
     chars = ax.empty(int(sum(sizes)), dtype=ax.uint8)
     base = 0
     for s, (column_chars, column_offsets) in enumerate(buffers):
+        # the new offsets, then where each record's string goes (the kernel's dst), back in input order
         if on_device:
             column_offsets = xp.asarray(column_offsets)
             offsets[s, 0] = base
             offsets[s, 1:] = base + xp.cumsum((column_offsets[1:] - column_offsets[:-1])[order])
+            dst = offsets[s, :-1][position]
         else:
-            _permuted_offsets(column_offsets, position, offsets[s], base)
+            dst = np.empty(n, dtype=np.int64)
+            _permuted_offsets(column_offsets, position, offsets[s], dst, base)
         base += sizes[s]
-        if sizes[s] and n:  # the kernels take a table of columns: 2-D views of one row
+        if sizes[s] and n:
             if on_device:
-                _layout_cuda(xp.asarray(column_chars), column_offsets[None, :], position, offsets[s : s + 1], chars)
+                _layout_cuda(xp.asarray(column_chars), column_offsets, dst, chars)
             else:
-                layout.layout_cpu(column_chars, column_offsets[None, :], position, offsets[s : s + 1], chars)
+                layout.layout_cpu(column_chars, column_offsets, dst, chars)
+        del dst
     return chars, offsets
 
 
@@ -261,8 +265,9 @@ def _laid_out_records(nums: Any, embedded: dict, order: Any, target: str, xp: An
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _permuted_offsets(offsets, position, new_offsets, base):
-    # each record's length written where it goes (a scatter: the reads stream), then summed from ``base``
+def _permuted_offsets(offsets, position, new_offsets, dst, base):
+    # each record's length written where it goes (a scatter: the reads stream), summed from ``base``; then the
+    # new offset of each record's string gathered back to input order (dst, what the layout kernel reads)
     n = position.shape[0]
     for i in numba.prange(n):
         new_offsets[position[i] + 1] = offsets[i + 1] - offsets[i]
@@ -270,9 +275,11 @@ def _permuted_offsets(offsets, position, new_offsets, base):
     for k in range(n):
         base += new_offsets[k + 1]
         new_offsets[k + 1] = base
+    for i in numba.prange(n):
+        dst[i] = new_offsets[position[i]]
 
 
-def _layout_cuda(chars: Any, offsets: Any, position: Any, new_offsets: Any, out: Any) -> None:
+def _layout_cuda(chars: Any, offsets: Any, dst: Any, out: Any) -> None:
     """Launch :data:`gpucdp.kernels.layout.layout_cuda`, a thread per record, on arrays already on the device."""
     if layout.layout_cuda is None:
         raise BackendUnavailableError(
@@ -281,9 +288,8 @@ def _layout_cuda(chars: Any, offsets: Any, position: Any, new_offsets: Any, out:
     from gpucdp.kernels.device import as_device
 
     threads = 128
-    blocks = (int(position.shape[0]) + threads - 1) // threads
-    layout.layout_cuda[blocks, threads](as_device(chars), as_device(offsets), as_device(position),
-                                        as_device(new_offsets), as_device(out))
+    blocks = (int(dst.shape[0]) + threads - 1) // threads
+    layout.layout_cuda[blocks, threads](as_device(chars), as_device(offsets), as_device(dst), as_device(out))
 
 
 def locality_order(prepared: pd.DataFrame, columns: Sequence[str], cache: dict | None = None) -> np.ndarray | None:

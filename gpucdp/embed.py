@@ -53,10 +53,18 @@ def _to_large_string(column: Any, position: int) -> pa.Array:
                 f"column {position} ({getattr(column, 'name', None)!r}) of type {array.type} cannot be cast to "
                 f"string ({exc}); convert it to str first"
             ) from exc
-    if array.null_count:
+    if array.null_count and _null_slots_hold_bytes(array):
         # Arrow does not promise that a null slot has length 0; filling makes it so and keeps the bytes clean.
         array = pc.fill_null(array, "")
     return array
+
+
+def _null_slots_hold_bytes(array: pa.Array) -> bool:
+    """Whether some null slot of a ``large_string`` array spans bytes (the values' lengths fall short of the
+    offsets' span). One pass over the lengths, against a copy of the whole column to fill the nulls."""
+    offsets = _arrow_buffers(array)[1]
+    span = int(offsets[-1]) - int(offsets[0]) if offsets.size else 0
+    return span != (pc.sum(pc.binary_length(array)).as_py() or 0)
 
 
 def pack_strings(columns: Sequence[Any], *, xp: Any = np) -> tuple[Any, Any]:

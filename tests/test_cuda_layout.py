@@ -65,18 +65,21 @@ def check_cuda_layout_matches(n_records: int, seed: int = 0) -> None:
     packed, order, (want_chars, want_offsets, _) = case(seed, n_records)
     position = np.empty_like(order)
     position[order] = np.arange(n_records)
+    n_strings = packed.offsets.shape[0]
     new_offsets = np.zeros_like(packed.offsets)
+    dst = np.zeros((n_strings, n_records), dtype=np.int64)
     base = 0
-    for s in range(packed.offsets.shape[0]):
-        _permuted_offsets(packed.offsets[s], position, new_offsets[s], base)
+    for s in range(n_strings):
+        _permuted_offsets(packed.offsets[s], position, new_offsets[s], dst[s], base)
         base = int(new_offsets[s, -1])
     np.testing.assert_array_equal(new_offsets, want_offsets)
+    np.testing.assert_array_equal(dst, want_offsets[:, :-1][:, position])
     out = cuda.device_array(want_chars.shape[0], dtype=np.uint8)
     threads = 32
-    chars, position = cuda.to_device(packed.chars), cuda.to_device(position)
-    for s in range(packed.offsets.shape[0]):  # as the pipeline launches it: a column at a time, 2-D views of a row
+    chars = cuda.to_device(packed.chars)
+    for s in range(n_strings):  # as the pipeline launches it: a column at a time
         layout_cuda[(n_records + threads - 1) // threads, threads](
-            chars, cuda.to_device(packed.offsets[s : s + 1]), position, cuda.to_device(new_offsets[s : s + 1]), out)
+            chars, cuda.to_device(packed.offsets[s]), cuda.to_device(dst[s]), out)
     np.testing.assert_array_equal(out.copy_to_host(), want_chars)
 
 
@@ -123,6 +126,6 @@ def test_layout_kernel_compiles_to_ptx(monkeypatch):
     from gpucdp.kernels import layout
     from numba import types as nt
 
-    signature = (nt.uint8[::1], nt.int64[:, ::1], nt.int64[::1], nt.int64[:, ::1], nt.uint8[::1])
+    signature = (nt.uint8[::1], nt.int64[::1], nt.int64[::1], nt.uint8[::1])
     ptx = compile_ptx(monkeypatch, layout.layout_cuda.py_func, signature)
     assert ".visible .entry" in ptx and ".target sm_90" in ptx

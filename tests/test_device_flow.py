@@ -61,10 +61,10 @@ def device(monkeypatch):
         gamma, pattern = compare_pairs_cpu(*[host_view(a) for a in args], target="cpu")
         return xp.asarray(gamma), xp.asarray(pattern)
 
-    def layout_cuda(chars, offsets, position, new_offsets, out):
+    def layout_cuda(chars, offsets, dst, out):
         xp.launches.append("layout")
-        assert all(isinstance(a, DeviceArray) for a in (chars, offsets, position, new_offsets, out))
-        layout_cpu(host_view(chars), host_view(offsets), host_view(position), host_view(new_offsets), host_view(out))
+        assert all(isinstance(a, DeviceArray) for a in (chars, offsets, dst, out))
+        layout_cpu(host_view(chars), host_view(offsets), host_view(dst), host_view(out))
 
     def embed_cuda(kernels, chars, offsets, weights, dim, q, n, xp_):
         out = np.empty((n, dim), dtype=np.float32)

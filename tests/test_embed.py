@@ -11,7 +11,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from gpucdp.embed import embed_records, pack_strings
+from gpucdp.embed import column_buffers, embed_records, pack_strings
 from gpucdp.errors import InputError, SettingsError
 
 M32 = 0xFFFFFFFF
@@ -110,6 +110,20 @@ def test_pack_strings_layout_and_nulls():
         [bytes(chars[offsets[f, i] : offsets[f, i + 1]]).decode() for i in range(4)] for f in range(4)
     ]
     assert decoded == [["ab", "", "çd", ""], ["x", "yz", "", "w"], ["p", "", "qq", "r"], ["m", "n", "", "o"]]
+
+
+def test_a_null_slot_that_spans_bytes_packs_as_empty():
+    """Arrow lets a null slot's offsets span bytes; the packed column must still read it as empty (null), and
+    a column whose null slots are already empty is used as it is."""
+    validity = pa.array([True, False, True]).buffers()[1]
+    offsets = pa.py_buffer(np.array([0, 3, 6, 8], dtype=np.int64).tobytes())
+    spanning = pa.Array.from_buffers(pa.large_string(), 3, [validity, offsets, pa.py_buffer(b"abcXYZde")])
+    clean = pa.array(["abc", None, "de"], pa.large_string())
+    for column in (spanning, clean, pa.chunked_array([spanning[:2], spanning[2:]])):
+        chars, packed = column_buffers(column)
+        assert [bytes(chars[packed[i] : packed[i + 1]]) for i in range(3)] == [b"abc", b"", b"de"]
+    chars, _ = column_buffers(clean)
+    assert np.shares_memory(chars, np.frombuffer(clean.buffers()[2], dtype=np.uint8))  # no copy
 
 
 def test_pack_strings_rejects_bad_input():
