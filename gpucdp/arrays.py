@@ -13,6 +13,8 @@ from typing import Any
 import numba
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from gpucdp.parallel import thread_map
 
@@ -115,15 +117,24 @@ def repeat(values: Any, counts: Any, xp: Any = np) -> Any:
     return values[xp.searchsorted(ends, xp.arange(total, dtype=ends.dtype), side="right")]
 
 
-def factorize(series: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Codes of a column's values in order of first appearance: (int64[n], -1 for null or "", uniques)."""
+def factorize(series: Any) -> tuple[np.ndarray, Any]:
+    """Codes of a column's values in order of first appearance: (int64[n], -1 for null or "", uniques).
+
+    ``uniques`` is an Arrow ``large_string`` array for a column of strings (Arrow-backed, or Python objects
+    that are all str), else a numpy array: a Python object per distinct value would cost ~70 bytes each, and
+    the profiles take their golden values from it with Arrow.
+    """
     if hasattr(series, "to_pandas"):  # cudf: factorising on the host keeps one code path
         series = series.to_pandas()
-    codes, uniques = pd.factorize(series, sort=False, use_na_sentinel=True)
+    codes, index = pd.factorize(series, sort=False, use_na_sentinel=True)
     codes = codes.astype(np.int64, copy=False)
-    uniques = np.asarray(uniques, dtype=object)
-    if uniques.size and (pd.api.types.is_string_dtype(series) or series.dtype == object):
-        empty = np.flatnonzero(uniques == "")
+    uniques: Any = np.asarray(index)
+    if len(index) and (pd.api.types.is_string_dtype(series) or series.dtype == object):
+        if isinstance(index.dtype, pd.StringDtype) or all(isinstance(v, str) for v in uniques):
+            uniques = pa.array(index, type=pa.large_string(), from_pandas=True)
+            empty = np.flatnonzero(pc.equal(uniques, "").to_numpy(zero_copy_only=False))
+        else:
+            empty = np.flatnonzero(uniques == "")
         if empty.size:
             codes = np.where(codes == empty[0], -1, codes)
     return codes, uniques

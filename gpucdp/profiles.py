@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -78,17 +79,18 @@ def _as_arrow_strings(values: Strings) -> pa.Array | pa.ChunkedArray:
 
 
 def golden_values(labels: np.ndarray, values: pd.Series, n_clusters: int,
-                  factorized: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """Most frequent non-null value per cluster (object[n_clusters], None where all are null).
+                  factorized: tuple[np.ndarray, Any] | None = None) -> pa.Array:
+    """Most frequent non-null value per cluster: an Arrow array of n_clusters values, null where all are null
+    (NaN for a numeric column, as float64 has always written it).
 
     Ties go to the value that appears first in the input, so the result is deterministic. ``factorized`` is
     :func:`gpucdp.arrays.factorize` of ``values`` when the caller has it already.
     """
     codes, uniques = factorized if factorized is not None else factorize(values)
-    out = np.full(n_clusters, None, dtype=object)
+    chosen = np.full(n_clusters, -1, dtype=np.int64)  # each cluster's winning code
     keep = codes >= 0
     if not keep.any():
-        return out
+        return _take_uniques(uniques, chosen)
     n_codes = np.int64(len(uniques))
     key = labels[keep].astype(np.int64) * n_codes + codes[keep]
     pair, count = unique_counts(key)
@@ -101,12 +103,28 @@ def golden_values(labels: np.ndarray, values: pd.Series, n_clusters: int,
     top = count == np.repeat(best, np.diff(np.append(starts, count.size)))
     winners = np.flatnonzero(top)
     winners = winners[run_starts(label[winners])]
-    out[label[winners]] = np.asarray(uniques, dtype=object)[code[winners]]
-    return out
+    chosen[label[winners]] = code[winners]
+    return _take_uniques(uniques, chosen)
+
+
+def _take_uniques(uniques: Any, codes: np.ndarray) -> pa.Array:
+    """``uniques[codes]`` as an Arrow array, null (NaN for floats) where a code is -1: Arrow's take on Arrow
+    strings, so no Python string is made per value."""
+    missing = codes < 0
+    if isinstance(uniques, (pa.Array, pa.ChunkedArray)):
+        return uniques.take(pa.array(codes, mask=missing))
+    uniques = np.asarray(uniques)
+    if uniques.dtype.kind == "f":
+        out = uniques[np.where(missing, 0, codes)] if uniques.size else np.full(codes.size, np.nan)
+        out[missing] = np.nan
+        return pa.array(out, type=pa.float64())
+    out = np.full(codes.size, None, dtype=object)
+    out[~missing] = uniques[codes[~missing]]
+    return pa.array(out, from_pandas=True)
 
 
 def _distinct_lists(labels: np.ndarray, values: pd.Series, n_clusters: int,
-                    factorized: tuple[np.ndarray, np.ndarray] | None = None) -> pa.Array:
+                    factorized: tuple[np.ndarray, Any] | None = None) -> pa.Array:
     """Distinct non-null values per cluster, in order of first appearance in the input."""
     codes, uniques = factorized if factorized is not None else factorize(values)
     keep = codes >= 0
@@ -115,7 +133,7 @@ def _distinct_lists(labels: np.ndarray, values: pd.Series, n_clusters: int,
     label, code = pair // n_codes, pair % n_codes
     offsets = np.zeros(n_clusters + 1, dtype=np.int64)
     np.cumsum(np.bincount(label, minlength=n_clusters), out=offsets[1:])
-    flat = pa.array(np.asarray(uniques, dtype=object)[code] if len(code) else [], type=pa.large_string())
+    flat = _take_uniques(uniques, code).cast(pa.large_string()) if len(code) else pa.array([], pa.large_string())
     return pa.LargeListArray.from_arrays(pa.array(offsets), flat)
 
 
@@ -180,9 +198,8 @@ def build_profiles(
         values = prepared[column]
         factorized = cached_factorize(codes_cache, column, values)
         if f.type == "numeric":
-            golden = golden_values(labels, values, n_clusters, factorized)
-            return [(f.name, pa.array(golden.astype(float) if golden.size else [], type=pa.float64()))]
-        out = [(f.name, pa.array(golden_values(labels, values, n_clusters, factorized), type=pa.string()))]
+            return [(f.name, golden_values(labels, values, n_clusters, factorized).cast(pa.float64()))]
+        out = [(f.name, golden_values(labels, values, n_clusters, factorized).cast(pa.string()))]
         if f.type in LIST_TYPES:
             out.append((f"{f.name}_all", _distinct_lists(labels, values, n_clusters, factorized)))
         return out

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from gpucdp.arrays import factorize
 from gpucdp.errors import SettingsError
@@ -134,7 +135,7 @@ class SemanticEmbedder:
             Unit vector of each distinct value.
         """
         codes, uniques = factorize(series)
-        texts = [str(v) for v in uniques]
+        texts = [str(v) for v in (uniques.to_pylist() if isinstance(uniques, pa.Array) else uniques)]
         new = [t for t in dict.fromkeys(texts) if t not in self._cache]
         self._cache.update(zip(new, self.encode(new)))
         if not texts:

@@ -9,7 +9,7 @@ from gpucdp.settings import FieldSettings
 def test_golden_value_is_most_frequent_then_smallest():
     labels = np.array([0, 0, 0, 1, 1, 2])
     values = pd.Series(["bob", "rob", "rob", "amy", "zoe", None])
-    assert golden_values(labels, values, 3).tolist() == ["rob", "amy", None]
+    assert golden_values(labels, values, 3).to_pylist() == ["rob", "amy", None]
 
 
 def test_profile_ids_are_stable_and_depend_on_the_anchor():
@@ -73,4 +73,4 @@ def test_golden_values_equal_a_plain_python_count_on_random_clusters():
         counts = {v: members.count(v) for v in set(members)}
         # most frequent, ties to the value seen first in the whole input
         want.append(min(counts, key=lambda v: (-counts[v], first_seen[v])) if counts else None)
-    assert golden_values(labels, values, n_clusters).tolist() == want
+    assert golden_values(labels, values, n_clusters).to_pylist() == want
