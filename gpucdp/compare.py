@@ -114,8 +114,9 @@ def prepare_columns(prepared: pd.DataFrame, comparisons: Sequence[ComparisonSett
     to the device once, as it is.
 
     ``before_packing``, if given, is called before anything is allocated (a memory check may refuse) with two
-    sizes in bytes: the packed columns', and the most that is held on top while they are packed (the largest
-    string column, as it is read: converted, or on its way to the device).
+    sizes in bytes: the packed columns', and the most that is held on top while they are packed: the largest
+    string column as it is read (converted, or copied to the device) and five int64 arrays per record that
+    laying a column out may take (its offsets; on the device its lengths, gathered, summed; the destinations).
 
     Raises
     ------
@@ -166,9 +167,9 @@ def prepare_columns(prepared: pd.DataFrame, comparisons: Sequence[ComparisonSett
     if order is not None or before_packing is not None:
         sizes = [_string_bytes(prepared[c], f) for f, c in enumerate(string_names)]
         if before_packing is not None:
-            column_offsets = (n + 1) * 8
-            before_packing(sum(sizes) + len(string_names) * column_offsets + nums.nbytes,
-                           max(sizes, default=0) + column_offsets)
+            per_record = (n + 1) * 8
+            before_packing(sum(sizes) + len(string_names) * per_record + nums.nbytes,
+                           max(sizes, default=0) + 5 * per_record if string_names else 0)
     if order is not None:
         # each column converted (when it must be) only when its turn comes
         buffers = (column_buffers(prepared[c], f) for f, c in enumerate(string_names))
