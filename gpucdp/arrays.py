@@ -95,12 +95,14 @@ def dense_unique(values: Any, bound: int, xp: Any = np) -> tuple[Any, Any, Any]:
     """``np.unique(values, return_inverse=True, return_counts=True)`` for non-negative ints below ``bound``.
 
     O(n + bound) with a bincount instead of an O(n log n) sort: pattern ids live in a small space. All three
-    results are arrays of ``xp`` (where ``values`` live).
+    results are arrays of ``xp`` (where ``values`` live); the inverse is int32 when ``bound`` allows (4 bytes
+    a value rather than 8: there is one per candidate pair).
     """
     counts = xp.bincount(values, minlength=bound)
     uniq = xp.flatnonzero(counts)
-    lookup = xp.zeros(bound, dtype=xp.int64)
-    lookup[uniq] = xp.arange(uniq.size, dtype=xp.int64)
+    index = xp.int32 if bound <= np.iinfo(np.int32).max else xp.int64
+    lookup = xp.zeros(bound, dtype=index)
+    lookup[uniq] = xp.arange(uniq.size, dtype=index)
     return uniq, lookup[values], counts[uniq]
 
 

@@ -338,9 +338,17 @@ class FSModel:
         return xp.log2(baseline / xp.maximum(tf_values, tf_minimum_u))
 
     @staticmethod
-    def probability(weights: Any, xp: Any = np) -> Any:
-        """Match probability of match weights (an ``xp`` array)."""
-        return 1.0 / (1.0 + xp.exp2(-xp.clip(weights, -60, 60)))
+    def probability(weights: Any, xp: Any = np, out: Any = None) -> Any:
+        """Match probability of match weights (an ``xp`` array), ``1 / (1 + 2^-clip(w, -60, 60))``.
+
+        Computed in one buffer, ``out`` if given (it may be ``weights`` itself), so that no other per-pair
+        array is made; the same operations in the same order as the formula, so the same bits.
+        """
+        p = xp.clip(weights, -60, 60, out=out)
+        xp.negative(p, out=p)
+        xp.exp2(p, out=p)
+        xp.add(p, 1.0, out=p)
+        return xp.divide(1.0, p, out=p)
 
     def to_dict(self) -> dict[str, Any]:
         comps = []

@@ -422,6 +422,8 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
             uniq, inverse, counts = dense_unique(patterns, space, xp)
         else:
             uniq, inverse, counts = xp.unique(patterns, return_inverse=True, return_counts=True)
+        if not write_pairs:  # the pattern of each pair is kept only for the pairs output
+            patterns = None
         # the distinct patterns and their counts are all EM needs: they come to the host, the pairs do not
         uniq, counts = to_host(uniq), to_host(counts)
         if fs_model is None:
@@ -458,12 +460,11 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
                 adjustment = fs_model.tf_adjustment(tf, baseline, resolved.model.tf_minimum_u)
                 weights[exact] += resolved.model.tf_weight * xp.asarray(adjustment[layout])[left[exact]]
         del inverse
-        probability = FSModel.probability(weights, xp)
+        # the weights are kept only for the pairs output: otherwise the probabilities take their place
+        probability = FSModel.probability(weights, xp, out=None if write_pairs else weights)
+        if not write_pairs:
+            weights = None
         st.count(lam=round(fs_model.lam, 5), patterns=int(uniq.size))
-    # Patterns and weights are kept only for the pairs output: freed now, they are not held through clustering
-    # and the profiles.
-    if not write_pairs:
-        patterns = weights = None
 
     # ---- cluster
     with report.stage("cluster") as st, device.stage("cluster"):
