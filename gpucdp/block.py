@@ -138,13 +138,23 @@ def pack_pairs(left: Any, right: Any, n: int, xp: Any = np) -> Any:
 def union_pairs(parts: list, n: int, xp: Any = np) -> tuple[Any, Any]:
     """Canonical pairs (``left < right``, unique, sorted) from lists of keys made by :func:`pack_pairs`.
 
-    ``parts`` is emptied: its arrays are concatenated (or the only one taken) and sorted in place, so the peak
-    is two copies of the keys (8 bytes a pair each) during the concatenation, then one.
+    ``parts`` is emptied: its arrays are copied one after the other into one array (or the only one taken),
+    each freed as soon as it is copied, and sorted in place. On the host the new array's pages take memory
+    only as they are written, so the keys are held about once, not twice (on the device, CuPy allocates it
+    whole, and the peak is two copies of the keys, 8 bytes a pair each).
     """
     if not parts:
         return _empty_pairs(xp)
-    keys = parts[0] if len(parts) == 1 else xp.concatenate(parts)
-    parts.clear()
+    if len(parts) == 1:
+        keys = parts.pop()
+    else:
+        keys = xp.empty(sum(int(part.size) for part in parts), dtype=xp.int64)
+        start = 0
+        while parts:
+            part = parts.pop(0)
+            keys[start : start + part.size] = part
+            start += int(part.size)
+            del part
     keys.sort()
     if keys.size == 0:
         return _empty_pairs(xp)
