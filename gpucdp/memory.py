@@ -25,7 +25,9 @@ import psutil
 from gpucdp.errors import MemoryBudgetError, SettingsError
 
 __all__ = ["Budget", "parse_size", "format_size", "BLOCK_BYTES_PER_PAIR", "BLOCK_DEVICE_BYTES_PER_RULE_PAIR",
-           "COMPARE_BYTES_PER_PAIR", "MODEL_BYTES_PER_PAIR", "MODEL_BYTES_PER_RANDOM_PAIR", "PROFILE_BYTES_PER_VALUE"]
+           "COMPARE_BYTES_PER_PAIR", "MODEL_BYTES_PER_PAIR", "MODEL_BYTES_PER_RANDOM_PAIR",
+           "MODEL_BYTES_PER_WRITTEN_PAIR", "MODEL_CHUNK_BYTES_PER_PAIR", "MODEL_DENSE_PATTERNS",
+           "MODEL_SORT_BYTES_PER_PAIR", "PROFILE_BYTES_PER_VALUE"]
 
 # Pair generation keeps one int64 key per raw pair (block.pack_pairs); their union concatenates the keys
 # (a second copy), sorts them in place and decodes the unique ones into (left, right): at most 24 bytes a pair.
@@ -39,10 +41,17 @@ COMPARE_BYTES_PER_PAIR = 4
 # Per pair of one chunk: the kernel's int8 gamma row (one byte per comparison, added) and int32 pattern, and
 # the chunk's copies of its pair indices.
 COMPARE_CHUNK_BYTES_PER_PAIR = 24
-# The model: int32 pattern index, float64 weights (the probabilities are written over them unless the pairs are
-# written), and the term-frequency temporaries per exact-level pair, which dominate when most pairs agree
-# exactly on a term-frequency field (measured: ~8 bytes a pair net on 1M synthetic records).
-MODEL_BYTES_PER_PAIR = 48
+# The model, per candidate pair: the int32 index of its pattern and its float64 weight (the probability is
+# written over it); when the pairs are written, their probabilities besides. Its term-frequency adjustments
+# run a chunk of pairs at a time (the compare stage's chunk size): per pair of a chunk, the exact-level mask
+# and the gathered record numbers, adjustments and weights. Patterns past MODEL_DENSE_PATTERNS are counted
+# by a sort (xp.unique): an int64 inverse and the sort's copies instead. On 1M synthetic records the model
+# stage's RSS rose ~0.07 GB above its start (8 bytes a pair).
+MODEL_BYTES_PER_PAIR = 4 + 8
+MODEL_BYTES_PER_WRITTEN_PAIR = 8
+MODEL_CHUNK_BYTES_PER_PAIR = 1 + 8 + 8 + 8 + 8 + 8
+MODEL_DENSE_PATTERNS = 1 << 24
+MODEL_SORT_BYTES_PER_PAIR = 4 + 3 * 8
 # Random pairs for u, compared at the end of the compare stage (counted in its check): two int64 indices, their
 # sort order, the comparison's working set.
 MODEL_BYTES_PER_RANDOM_PAIR = 16 + 16 + COMPARE_BYTES_PER_PAIR

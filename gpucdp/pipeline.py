@@ -415,10 +415,13 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
 
     # ---- model
     with report.stage("model") as st, device.stage("model"):
-        need("model", n_pairs * memory.MODEL_BYTES_PER_PAIR, "make fewer candidate pairs (blocking.max_block_size, "
-                     "key rules)", candidate_pairs=n_pairs)
         space = int(np.prod(tables.n_levels.astype(np.int64) + 2))
-        if space <= 1 << 24:
+        model_per_pair = memory.MODEL_BYTES_PER_PAIR + (memory.MODEL_BYTES_PER_WRITTEN_PAIR if write_pairs else 0)
+        if space > memory.MODEL_DENSE_PATTERNS:  # patterns counted by a sort instead: its temporaries on top
+            model_per_pair += memory.MODEL_SORT_BYTES_PER_PAIR
+        need("model", n_pairs * model_per_pair + min(n_pairs, chunk_size) * memory.MODEL_CHUNK_BYTES_PER_PAIR,
+             "make fewer candidate pairs (blocking.max_block_size, key rules)", candidate_pairs=n_pairs)
+        if space <= memory.MODEL_DENSE_PATTERNS:
             uniq, inverse, counts = dense_unique(patterns, space, xp)
         else:
             uniq, inverse, counts = xp.unique(patterns, return_inverse=True, return_counts=True)
@@ -448,17 +451,22 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
         weights = xp.asarray(fs_model.pattern_weights(uniq))[inverse] if uniq.size else xp.zeros(0)
         gamma_unique = decode(uniq, tables.n_levels) if uniq.size else np.zeros((0, len(tables.names)), np.int8)
         for c, comp in enumerate(resolved.comparisons):
-            if not comp.term_frequency:
+            exact_pattern = gamma_unique[:, c] == tables.n_levels[c]  # per distinct pattern
+            if not comp.term_frequency or not exact_pattern.any():
                 continue
-            exact = xp.asarray(gamma_unique[:, c] == tables.n_levels[c])[inverse]
-            if bool(exact.any()):
-                column = comp.levels[0].column
-                tf = _term_frequencies(cached_factorize(codes_cache, column, prepared[column])[0])
-                baseline = float(np.nanmean(tf))  # summed in input order: the same bits whatever the layout
-                # per record (NaN where null, never read: an exact level has the value on both sides), then
-                # gathered for the pairs, so the logarithm runs once per record, not once per pair
-                adjustment = fs_model.tf_adjustment(tf, baseline, resolved.model.tf_minimum_u)
-                weights[exact] += resolved.model.tf_weight * xp.asarray(adjustment[layout])[left[exact]]
+            column = comp.levels[0].column
+            tf = _term_frequencies(cached_factorize(codes_cache, column, prepared[column])[0])
+            baseline = float(np.nanmean(tf))  # summed in input order: the same bits whatever the layout
+            # per record (NaN where null, never read: an exact level has the value on both sides), then
+            # gathered for the pairs, so the logarithm runs once per record, not once per pair
+            adjustment = xp.asarray(fs_model.tf_adjustment(tf, baseline, resolved.model.tf_minimum_u)[layout])
+            exact_pattern = xp.asarray(exact_pattern)
+            # a chunk of pairs at a time, so that the temporaries are per chunk, not per pair
+            for start in range(0, n_pairs, chunk_size):
+                part = slice(start, start + chunk_size)
+                exact = exact_pattern[inverse[part]]
+                weights[part][exact] += resolved.model.tf_weight * adjustment[left[part][exact]]
+            del adjustment, exact_pattern
         del inverse
         # the weights are kept only for the pairs output: otherwise the probabilities take their place
         probability = FSModel.probability(weights, xp, out=None if write_pairs else weights)
