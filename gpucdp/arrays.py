@@ -130,15 +130,22 @@ def factorize(series: Any) -> tuple[np.ndarray, Any]:
         series = series.to_pandas()
     codes, index = pd.factorize(series, sort=False, use_na_sentinel=True)
     codes = codes.astype(np.int64, copy=False)
-    uniques: Any = np.asarray(index)
-    if len(index) and (pd.api.types.is_string_dtype(series) or series.dtype == object):
-        if isinstance(index.dtype, pd.StringDtype) or all(isinstance(v, str) for v in uniques):
-            uniques = pa.array(index, type=pa.large_string(), from_pandas=True)
-            empty = np.flatnonzero(pc.equal(uniques, "").to_numpy(zero_copy_only=False))
-        else:
-            empty = np.flatnonzero(uniques == "")
-        if empty.size:
-            codes = np.where(codes == empty[0], -1, codes)
+    if not (len(index) and (pd.api.types.is_string_dtype(series) or series.dtype == object)):
+        return codes, np.asarray(index)
+    if isinstance(index.dtype, pd.StringDtype):  # Arrow-backed: taken as it is, no Python string per value
+        uniques: Any = pa.array(index, type=pa.large_string())
+    else:
+        uniques = np.asarray(index, dtype=object)
+        if all(isinstance(v, str) for v in uniques):
+            uniques = pa.array(uniques, type=pa.large_string())
+    if isinstance(uniques, pa.ChunkedArray):
+        uniques = uniques.combine_chunks()
+    if isinstance(uniques, pa.Array):
+        empty = np.flatnonzero(pc.equal(uniques, "").to_numpy(zero_copy_only=False))
+    else:
+        empty = np.flatnonzero(uniques == "")
+    if empty.size:
+        codes = np.where(codes == empty[0], -1, codes)
     return codes, uniques
 
 

@@ -55,8 +55,8 @@ MODEL_SORT_BYTES_PER_PAIR = 4 + 3 * 8
 # Random pairs for u, compared at the end of the compare stage (counted in its check): two int64 indices, their
 # sort order, the comparison's working set.
 MODEL_BYTES_PER_RANDOM_PAIR = 16 + 16 + COMPARE_BYTES_PER_PAIR
-# Profiles: per record and field, factorised codes and golden-value gathers (int64 + an object pointer +
-# a string); the membership table adds three strings per record.
+# Profiles: per record and field, factorised codes and the (cluster, value) keys and their sort (int64s), and
+# the values taken for the golden values and lists; the membership table adds three strings per record.
 PROFILE_BYTES_PER_VALUE = 48
 PROFILE_BYTES_PER_RECORD = 3 * 64
 
