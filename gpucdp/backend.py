@@ -109,8 +109,8 @@ def _numba_components(n: int, left: Any, right: Any) -> Any:  # pragma: no cover
 
     from gpucdp.kernels.components import components_cuda
 
-    left, right = cupy.asarray(left, dtype=cupy.int64), cupy.asarray(right, dtype=cupy.int64)
-    return components_cuda(n, left, right, cupy)
+    # int32 or int64 edges are read as they are (the kernel widens to the int64 labels): no copy of the edges
+    return components_cuda(n, cupy.asarray(left), cupy.asarray(right), cupy)
 
 
 @dataclass(frozen=True)
@@ -252,7 +252,7 @@ class Backend:
         ----------
         n : int
             Number of vertices (records); vertices without edges get labels of their own.
-        left, right : int64[n_edges]
+        left, right : int32 or int64[n_edges]
             Edge end points.
 
         Returns

@@ -8,7 +8,8 @@ Candidate pairs come from two sources, united by the pipeline:
   phone, surname + date of birth, …), with oversized blocks skipped and counted.
 
 :func:`filter_mode` then keeps the pairs a linkage mode asks for. Pairs are always *canonical*
-(:func:`canonical_pairs`): ``left < right``, unique, sorted by ``(left, right)``, int64.
+(:func:`canonical_pairs`): ``left < right``, unique, sorted by ``(left, right)``, and numbered in
+:func:`pair_dtype` (int32 up to 2^31 records: 8 bytes a pair, where int64 would take 16).
 
 Only :mod:`gpucdp.backend` imports GPU libraries: the caller passes the ``faiss`` module in.
 """
@@ -41,6 +42,7 @@ __all__ = [
     "key_pairs",
     "knn_pairs",
     "pack_pairs",
+    "pair_dtype",
     "union_pairs",
 ]
 
@@ -59,8 +61,22 @@ IVF_MAX = 200_000
 IVF_NPROBE = 4
 
 
-def _empty_pairs(xp: Any = np) -> tuple[Any, Any]:
-    return xp.zeros(0, dtype=xp.int64), xp.zeros(0, dtype=xp.int64)
+# Candidate pairs number their records in int32 up to this many records (indices up to 2^31 - 1).
+INT32_PAIRS_MAX_RECORDS = 2**31
+
+
+def pair_dtype(n: int) -> Any:
+    """The dtype of canonical pairs over ``n`` records: int32 while every index fits, else int64.
+
+    Pairs are the largest arrays of a run (tens of candidate pairs per record), so their indices take the
+    narrowest type that holds them. Code that combines two indices arithmetically (``left * n + right``) must
+    widen them to int64 first.
+    """
+    return np.dtype(np.int32) if n <= INT32_PAIRS_MAX_RECORDS else np.dtype(np.int64)
+
+
+def _empty_pairs(xp: Any = np, dtype: Any = np.int64) -> tuple[Any, Any]:
+    return xp.zeros(0, dtype=dtype), xp.zeros(0, dtype=dtype)
 
 
 def canonical_pairs(left: Any, right: Any, xp: Any = np) -> tuple[Any, Any]:
@@ -75,8 +91,9 @@ def canonical_pairs(left: Any, right: Any, xp: Any = np) -> tuple[Any, Any]:
 
     Returns
     -------
-    left, right : int64[m']
-        ``left < right``, each pair once, sorted by ``(left, right)``.
+    left, right : int32 or int64[m']
+        ``left < right``, each pair once, sorted by ``(left, right)``; :func:`pair_dtype` of the largest index
+        + 1.
     """
     lo, hi, _ = _canonical(left, right, None, xp)
     return lo, hi
@@ -94,7 +111,7 @@ def _canonical(left: Any, right: Any, values: Any, xp: Any = np) -> tuple[Any, A
     left = xp.asarray(left, dtype=xp.int64)
     right = xp.asarray(right, dtype=xp.int64)
     if left.size == 0:
-        return _empty_pairs(xp) + (None if values is None else values[:0],)
+        return _empty_pairs(xp, pair_dtype(0)) + (None if values is None else values[:0],)
     base = max(int(left.max()), int(right.max())) + 1
     if base <= _PACK_LIMIT:
         keys = pack_pairs(left, right, base, xp)
@@ -105,8 +122,7 @@ def _canonical(left: Any, right: Any, values: Any, xp: Any = np) -> tuple[Any, A
         keys, values = keys[order], values[order]
         keep = run_starts(keys, xp)
         keep &= keys >= 0
-        keys = keys[keep]
-        return keys // base, keys % base, values[keep]
+        return _split_keys(keys[keep], base, xp) + (values[keep],)
     lo = xp.minimum(left, right)
     hi = xp.maximum(left, right)
     keep = lo != hi
@@ -141,10 +157,12 @@ def union_pairs(parts: list, n: int, xp: Any = np) -> tuple[Any, Any]:
     ``parts`` is emptied: its arrays are copied one after the other into one array (or the only one taken),
     each freed as soon as it is copied, and sorted in place. On the host the new array's pages take memory
     only as they are written, so the keys are held about once, not twice (on the device, CuPy allocates it
-    whole, and the peak is two copies of the keys, 8 bytes a pair each).
+    whole, and the peak is two copies of the keys, 8 bytes a pair each). The distinct keys are then decoded
+    into ``left`` and ``right`` (:func:`pair_dtype`): on the host in one pass, with no compacted copy of the
+    keys, so the peak is 8 bytes a raw pair plus 8 (int32) a distinct one.
     """
     if not parts:
-        return _empty_pairs(xp)
+        return _empty_pairs(xp, pair_dtype(n))
     if len(parts) == 1:
         keys = parts.pop()
     else:
@@ -157,11 +175,63 @@ def union_pairs(parts: list, n: int, xp: Any = np) -> tuple[Any, Any]:
             del part
     keys.sort()
     if keys.size == 0:
-        return _empty_pairs(xp)
+        return _empty_pairs(xp, pair_dtype(n))
+    if xp is np:
+        return _decode_distinct(keys, n)
     keep = run_starts(keys, xp)
     keep &= keys >= 0  # self pairs were packed as -1
-    keys = keys[keep]
-    return keys // n, keys % n
+    return _split_keys(keys[keep], n, xp)
+
+
+def _split_keys(keys: Any, n: int, xp: Any = np) -> tuple[Any, Any]:
+    """``(keys // n, keys % n)`` in :func:`pair_dtype`, one int64 temporary at a time."""
+    dtype = pair_dtype(n)
+    left = (keys // n).astype(dtype, copy=False)
+    right = (keys % n).astype(dtype, copy=False)
+    return left, right
+
+
+# Sorted keys per block of the host decoder's two parallel passes.
+_DECODE_BLOCK = 1 << 20
+
+
+def _decode_distinct(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct non-negative keys of sorted ``keys``, decoded into ``(left, right)`` (:func:`pair_dtype`).
+
+    Two parallel passes over blocks of the keys: count each block's distinct keys, then decode them straight
+    to their place, so neither a keep-mask nor a compacted copy of the keys is made.
+    """
+    n_blocks = (keys.size + _DECODE_BLOCK - 1) // _DECODE_BLOCK
+    counts = np.zeros(n_blocks + 1, dtype=np.int64)
+    _count_distinct(keys, _DECODE_BLOCK, counts[1:])
+    np.cumsum(counts, out=counts)
+    dtype = pair_dtype(n)
+    left = np.empty(int(counts[-1]), dtype=dtype)
+    right = np.empty(int(counts[-1]), dtype=dtype)
+    _decode_blocks(keys, _DECODE_BLOCK, counts, n, left, right)
+    return left, right
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _count_distinct(keys, block, counts):
+    for b in numba.prange(counts.shape[0]):
+        count = 0
+        for i in range(b * block, min((b + 1) * block, keys.shape[0])):
+            if keys[i] >= 0 and (i == 0 or keys[i] != keys[i - 1]):
+                count += 1
+        counts[b] = count
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _decode_blocks(keys, block, starts, n, left, right):
+    for b in numba.prange(starts.shape[0] - 1):
+        out = starts[b]
+        for i in range(b * block, min((b + 1) * block, keys.shape[0])):
+            key = keys[i]
+            if key >= 0 and (i == 0 or key != keys[i - 1]):
+                left[out] = key // n
+                right[out] = key % n
+                out += 1
 
 
 def _check_packable(n: int) -> None:
@@ -291,8 +361,8 @@ def key_pairs(codes: Any, max_block_size: int, *, canonical: bool = True,
 
     Returns
     -------
-    left, right : int64[m]
-        Canonical pairs (see :func:`canonical_pairs`); with ``canonical=False`` each pair once, in block
+    left, right : int32/int64[m]
+        Canonical pairs (see :func:`canonical_pairs`); with ``canonical=False`` int64, each pair once, in block
         order and either orientation (for a caller that canonicalises the union of several rules once).
     stats : dict
         ``blocks`` (blocks that made pairs), ``pairs``, ``oversized_blocks``, ``records_in_oversized``.
@@ -375,7 +445,7 @@ def filter_mode(left: Any, right: Any, source_codes: Any, mode: str, xp: Any = n
 
     Parameters
     ----------
-    left, right : int64[m]
+    left, right : int[m]
         Pairs of record indices.
     source_codes : int[n]
         The source system of each record, as a code.
@@ -386,8 +456,8 @@ def filter_mode(left: Any, right: Any, source_codes: Any, mode: str, xp: Any = n
 
     Returns
     -------
-    left, right : int64[m']
-        The kept pairs, in their input order.
+    left, right : [m']
+        The kept pairs, in their input order and dtype.
     """
     if mode not in MODES:
         raise SettingsError(f"mode={mode!r} is not valid: use one of {', '.join(MODES)}")
@@ -684,8 +754,8 @@ def knn_pairs(
 
     Returns
     -------
-    left, right : int64[m]
-        Canonical pairs (``left < right``, unique, sorted); arrays of ``xp`` when given.
+    left, right : int32 or int64[m]
+        Canonical pairs (``left < right``, unique, sorted, :func:`pair_dtype`); arrays of ``xp`` when given.
     similarity : float32[m]
         Inner product of each pair's embeddings, ``>= min_similarity``.
 
@@ -763,7 +833,7 @@ def knn_pairs(
                                  on.asarray(nbrs[keep]), on.asarray(sims[keep]), max_group, on)
 
     if not parts_l:
-        return _empty_pairs(on) + (on.zeros(0, dtype=on.float32),)
+        return _empty_pairs(on, pair_dtype(0)) + (on.zeros(0, dtype=on.float32),)
     left = on.concatenate(parts_l)
     right = on.concatenate(parts_r)
     sim = on.concatenate(parts_s).astype(on.float32, copy=False)

@@ -97,8 +97,8 @@ def cluster_pairs(
     ----------
     n : int
         Number of records.
-    left, right : int64[m]
-        Scored candidate pairs.
+    left, right : int32 or int64[m]
+        Scored candidate pairs (read in their own dtype, not copied).
     probability : float32/float64[m]
         Match probability per pair.
     threshold : float
@@ -114,8 +114,7 @@ def cluster_pairs(
         ``position[i]`` (an ``xp`` array). The results are per input record, labelled in input order.
     """
     xp = backend.xp
-    left = xp.asarray(left, dtype=xp.int64)
-    right = xp.asarray(right, dtype=xp.int64)
+    left, right = xp.asarray(left), xp.asarray(right)
     probability = xp.asarray(probability, dtype=xp.float64)
     edges_scored = int(left.shape[0])
     # A stricter threshold only ever removes edges, so the guard works on the edges kept at the threshold:

@@ -377,7 +377,7 @@ def compare_in_chunks(
 
     Parameters
     ----------
-    left, right : int64[m]
+    left, right : int32 or int64[m]
         Arrays of ``xp``: on the GPU backend the pairs stay on the device, and so do the patterns.
     columns : PreparedColumns
     tables : ComparisonTables

@@ -195,11 +195,11 @@ def cell_topk(vectors: Any, k: int, *, xp: Any, min_similarity: float, cell_size
 
 def device_bytes_per_record(dim: int, string_bytes: int) -> int:
     """Device bytes one record holds at the peak of a GPU run: its embedding (float32) and the distinct-vector
-    copy kNN searches, its prepared strings (bytes and int64 offsets), its candidate pairs (left, right,
-    pattern, probability) at the ~10 pairs per record seen on synthetic data, and the labels of the
+    copy kNN searches, its prepared strings (bytes and int64 offsets), its candidate pairs (int32 left and
+    right, pattern, probability) at the ~10 pairs per record seen on synthetic data, and the labels of the
     components."""
     embedding = 2 * 4 * dim
-    pairs = 10 * (8 + 8 + 4 + 8)
+    pairs = 10 * (4 + 4 + 4 + 8)
     return embedding + string_bytes + pairs + 2 * 8
 
 

@@ -24,14 +24,19 @@ import psutil
 
 from gpucdp.errors import MemoryBudgetError, SettingsError
 
-__all__ = ["Budget", "parse_size", "format_size", "BLOCK_BYTES_PER_PAIR", "BLOCK_DEVICE_BYTES_PER_RULE_PAIR",
+__all__ = ["Budget", "parse_size", "format_size", "BLOCK_BYTES_PER_PAIR", "BLOCK_DEVICE_BYTES_PER_PAIR",
+           "BLOCK_DEVICE_BYTES_PER_RULE_PAIR",
            "COMPARE_BYTES_PER_PAIR", "MODEL_BYTES_PER_PAIR", "MODEL_BYTES_PER_RANDOM_PAIR",
            "MODEL_BYTES_PER_WRITTEN_PAIR", "MODEL_CHUNK_BYTES_PER_PAIR", "MODEL_DENSE_PATTERNS",
            "MODEL_SORT_BYTES_PER_PAIR", "PROFILE_BYTES_PER_VALUE"]
 
-# Pair generation keeps one int64 key per raw pair (block.pack_pairs); their union concatenates the keys
-# (a second copy), sorts them in place and decodes the unique ones into (left, right): at most 24 bytes a pair.
-BLOCK_BYTES_PER_PAIR = 24
+# Pair generation keeps one int64 key per raw pair (block.pack_pairs); their union copies the keys into one
+# array (on the host each part is freed once copied, and pages are committed as written), sorts it in place
+# and decodes the distinct keys straight into int32 (left, right): at most 8 + 8 bytes a raw pair.
+BLOCK_BYTES_PER_PAIR = 16
+# On the device the union holds the parts and their concatenation (CuPy allocates it whole), and the sort a
+# third copy; the distinct keys are then compacted and divided: at most 24 bytes a raw pair.
+BLOCK_DEVICE_BYTES_PER_PAIR = 24
 # On the device a rule's pairs are made with array operations (block._pairs_within) before they are packed:
 # about eight int64 temporaries per pair of the rule, on top.
 BLOCK_DEVICE_BYTES_PER_RULE_PAIR = 64
@@ -39,7 +44,7 @@ BLOCK_DEVICE_BYTES_PER_RULE_PAIR = 64
 # pipeline lays the records out before blocking), so nothing per pair is renumbered or re-sorted.
 COMPARE_BYTES_PER_PAIR = 4
 # Per pair of one chunk: the kernel's int8 gamma row (one byte per comparison, added) and int32 pattern, and
-# the chunk's copies of its pair indices.
+# the chunk's copies of its pair indices (when they are not the kernel's int32 already).
 COMPARE_CHUNK_BYTES_PER_PAIR = 24
 # The model, per candidate pair: the int32 index of its pattern and its float64 weight (the probability is
 # written over it); when the pairs are written, their probabilities besides. Its term-frequency adjustments
@@ -49,11 +54,11 @@ COMPARE_CHUNK_BYTES_PER_PAIR = 24
 # stage's RSS rose ~0.07 GB above its start (8 bytes a pair).
 MODEL_BYTES_PER_PAIR = 4 + 8
 MODEL_BYTES_PER_WRITTEN_PAIR = 8
-MODEL_CHUNK_BYTES_PER_PAIR = 1 + 8 + 8 + 8 + 8 + 8
+MODEL_CHUNK_BYTES_PER_PAIR = 1 + 8 + 4 + 8 + 8 + 8
 MODEL_DENSE_PATTERNS = 1 << 24
 MODEL_SORT_BYTES_PER_PAIR = 4 + 3 * 8
-# Random pairs for u, compared at the end of the compare stage (counted in its check): two int64 indices, their
-# sort order, the comparison's working set.
+# Random pairs for u, compared at the end of the compare stage (counted in its check): two int64 indices (drawn,
+# then renumbered as int32), their sort order, the comparison's working set.
 MODEL_BYTES_PER_RANDOM_PAIR = 16 + 16 + COMPARE_BYTES_PER_PAIR
 # Profiles: per record and field, factorised codes and the (cluster, value) keys and their sort (int64s), and
 # the values taken for the golden values and lists; the membership table adds three strings per record.

@@ -173,8 +173,8 @@ def resolve(
         Also return (and write) the scored candidate pairs.
     keep_candidates : bool
         Keep the candidate pairs as record positions (input order) in ``result.extra["candidates"]`` (left,
-        right int64 arrays, ``left < right``, in no particular order), e.g. to score blocking against a truth
-        without writing every pair out.
+        right int32 arrays, int64 past 2^31 records, ``left < right``, in no particular order), e.g. to score
+        blocking against a truth without writing every pair out.
     semantic : SemanticEmbedder, optional
         The sentence-transformers embedder to use (default: one built from ``settings.semantic``); pass the same
         one to several runs and no distinct value is encoded twice.
@@ -334,6 +334,7 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
         raw_pairs = sum(int(keys.size) for keys in key_parts)
         # on the device a rule's pairs are made with array operations, whose temporaries come on top
         per_rule_pair = memory.BLOCK_DEVICE_BYTES_PER_RULE_PAIR if device.on_device else 0
+        per_pair = memory.BLOCK_DEVICE_BYTES_PER_PAIR if device.on_device else memory.BLOCK_BYTES_PER_PAIR
         for rule, max_block_size in resolved.blocking.key_rules():
             missing = [c for c in rule if c not in prepared.columns]
             if missing:
@@ -344,7 +345,7 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
             codes = block_stage.key_codes(prepared, rule, cache=codes_cache, xp=xp)[layout_x]
 
             def check(pairs: int, rule: list[str] = rule, max_block_size: int = max_block_size) -> None:
-                need("block", (raw_pairs + pairs) * memory.BLOCK_BYTES_PER_PAIR + pairs * per_rule_pair,
+                need("block", (raw_pairs + pairs) * per_pair + pairs * per_rule_pair,
                      f"lower the rule's max_block_size (now {max_block_size}) or "
                      f"drop a key rule (rule {rule} alone makes {pairs:,} pairs)", raw_pairs=raw_pairs + pairs)
 
@@ -401,7 +402,8 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
         random_patterns = None
         if fs_model is None:  # training: u comes from random pairs, compared while the columns are laid out
             rl, rr = _random_pairs(n, resolved.model.u_pairs, source_codes, resolved.mode, resolved.model.seed)
-            rl, rr = position[rl], position[rr]
+            index = block_stage.pair_dtype(n)  # numbered as the candidate pairs are
+            rl, rr = position[rl].astype(index), position[rr].astype(index)
             by_left = np.argsort(rl, kind="stable")  # the kernel runs ~2x faster on pairs sorted by left
             random_patterns = compare_in_chunks(
                 xp.asarray(rl[by_left]), xp.asarray(rr[by_left]), columns_packed, tables, chunk_size=chunk_size,

@@ -344,8 +344,8 @@ def compare_pairs(
 
     Parameters
     ----------
-    left, right : int64[m]
-        Record positions of the pairs.
+    left, right : int[m]
+        Record positions of the pairs: int32 (int64 past 2^31 records) is read without a copy.
     chars : uint8[total]
         Characters of all string columns.
     offsets : int64[S, n + 1]
@@ -407,11 +407,19 @@ def compare_pairs(
     raise ValueError(f"target={target!r} is not one of 'cpu', 'cuda'")
 
 
+def _index_dtype(offsets, nums):
+    """The kernels' record-index dtype: int32 while the records (the columns' length) fit, as the pipeline's
+    pairs are numbered (one compiled kernel, and no per-chunk copy of the pairs), else int64."""
+    n = max(offsets.shape[1] - 1, nums.shape[1])  # both 2-D (the simulator's shapes take no negative index)
+    return np.int32 if n <= _INT32_MAX + 1 else np.int64
+
+
 def _compare_pairs_cpu(
     left, right, chars, offsets, nums, level_method, level_col, level_thr, n_levels, strides
 ):
-    left = np.ascontiguousarray(left, dtype=np.int64)
-    right = np.ascontiguousarray(right, dtype=np.int64)
+    index = _index_dtype(offsets, nums)
+    left = np.ascontiguousarray(left, dtype=index)
+    right = np.ascontiguousarray(right, dtype=index)
     level_method = np.ascontiguousarray(level_method, dtype=np.int8)
     m, n_comp = left.shape[0], level_method.shape[0]
     gamma = np.empty((m, n_comp), dtype=np.int8)
@@ -446,7 +454,8 @@ def _compare_pairs_cuda(
     if not HAVE_CUDA:
         raise ValueError("target='cuda' needs numba-cuda: pip install 'gpucdp[gpu]'")
 
-    left = as_device(left, np.int64)
+    index = _index_dtype(offsets, nums)  # host pairs are copied as this; device pairs are read as they are
+    left = as_device(left, index)
     m, n_comp = left.shape[0], n_levels.shape[0]
     if xp is None:
         gamma = cuda.device_array((m, n_comp), dtype=np.int8)
@@ -460,7 +469,7 @@ def _compare_pairs_cuda(
     blocks = (m + _THREADS_PER_BLOCK - 1) // _THREADS_PER_BLOCK
     _cuda_kernel()[blocks, _THREADS_PER_BLOCK](
         left,
-        as_device(right, np.int64),
+        as_device(right, index),
         as_device(chars, np.uint8),
         as_device(offsets, np.int64),
         as_device(nums, np.float64),

@@ -74,7 +74,7 @@ def components_cpu(n, left, right):
     ----------
     n : int
         Number of vertices.
-    left, right : int64[m]
+    left, right : int32 or int64[m]
         Edge end points, each in ``[0, n)``.
 
     Returns
@@ -128,8 +128,8 @@ def components_cuda(n, left, right, xp=np):
     Parameters
     ----------
     n : int
-    left, right : int64[m]
-        Device arrays (CuPy or Numba) or numpy arrays (copied to the device).
+    left, right : int32 or int64[m]
+        Device arrays (CuPy or Numba; read as they are) or numpy arrays (copied to the device as int64).
     xp : module
         The array module that allocates the labels (``cupy`` on a GPU, so CuPy's pool accounts for them;
         ``numpy`` under the CUDA simulator).

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from strict_xp import StrictXP
 
 from gpucdp import block
 from gpucdp.block import (
@@ -20,6 +21,7 @@ from gpucdp.block import (
     key_pairs,
     knn_pairs,
     pack_pairs,
+    pair_dtype,
     union_pairs,
 )
 from gpucdp.errors import InputError, SettingsError
@@ -38,7 +40,7 @@ def test_canonical_pairs_properties(pairs):
     lo, hi = canonical_pairs(left, right)
     want = sorted({(min(a, b), max(a, b)) for a, b in pairs if a != b})
     assert list(zip(lo.tolist(), hi.tolist())) == want
-    assert lo.dtype == np.int64 and hi.dtype == np.int64
+    assert lo.dtype == np.int32 and hi.dtype == np.int32  # pair_dtype: int32 up to 2^31 records
 
 
 def test_canonical_pairs_huge_ids_use_the_lexsort_path():
@@ -98,6 +100,39 @@ def test_packed_rule_keys_and_their_union_match_brute_force(rules, extra, cap):
     want.update((min(a, b), max(a, b)) for a, b in extra if a != b)
     lo, hi = union_pairs(parts, n)
     assert list(zip(lo.tolist(), hi.tolist())) == sorted(want) and parts == []
+
+
+@settings(max_examples=50, deadline=None)
+@given(pairs=pairs_strategy, block_size=st.integers(1, 9))
+def test_union_decodes_distinct_keys_across_blocks_as_the_device_path_does(pairs, block_size):
+    # the host decoder counts and writes each block of sorted keys apart: a run of equal keys, or of self
+    # pairs (-1), that crosses a block's edge must still give one pair, as the device path's compaction does
+    n = 31
+    left = np.array([p[0] for p in pairs], dtype=np.int64)
+    right = np.array([p[1] for p in pairs], dtype=np.int64)
+    keys = pack_pairs(left, right, n)
+    half = keys.size // 2
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(block, "_DECODE_BLOCK", block_size)
+        lo, hi = union_pairs([keys[:half].copy(), keys[half:].copy()], n)
+    xp = StrictXP()
+    d_lo, d_hi = union_pairs([xp.asarray(keys[:half]), xp.asarray(keys[half:])], n, xp)
+    want = sorted({(min(a, b), max(a, b)) for a, b in pairs if a != b})
+    assert list(zip(lo.tolist(), hi.tolist())) == want
+    assert d_lo.get().tolist() == lo.tolist() and d_hi.get().tolist() == hi.tolist()
+    assert lo.dtype == hi.dtype == d_lo.dtype == d_hi.dtype == np.int32
+
+
+def test_pairs_past_the_int32_limit_are_int64(monkeypatch):
+    # int32 indices hold 2^31 records; past that the same pairs come as int64 (here with the limit lowered)
+    keys = pack_pairs(np.array([0, 5, 3, 5]), np.array([7, 2, 7, 2]), 8)
+    assert pair_dtype(8) == np.int32 and union_pairs([keys.copy()], 8)[0].dtype == np.int32
+    monkeypatch.setattr(block, "INT32_PAIRS_MAX_RECORDS", 7)
+    assert pair_dtype(7) == np.int32 and pair_dtype(8) == np.int64
+    lo, hi = union_pairs([keys.copy()], 8)
+    assert lo.dtype == hi.dtype == np.int64
+    assert lo.tolist() == [0, 2, 3] and hi.tolist() == [7, 5, 7]
+    assert canonical_pairs(np.array([9, 1]), np.array([1, 9]))[0].dtype == np.int64  # largest index 9
 
 
 def test_packing_refuses_more_records_than_a_key_holds():

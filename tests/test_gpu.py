@@ -139,6 +139,10 @@ def test_numba_cuda_components_match_scipy():
         labels = components_cuda(n, cupy.asarray(left), cupy.asarray(right), cupy)
         assert isinstance(labels, cupy.ndarray)
         assert _same_partition(labels.get(), _scipy_labels(n, left, right))
+        # the pipeline's int32 pairs are read without a copy: the same labels
+        narrow = components_cuda(n, cupy.asarray(left, dtype=cupy.int32), cupy.asarray(right, dtype=cupy.int32),
+                                 cupy)
+        assert bool((narrow == labels).all())
 
 
 @needs_cugraph

@@ -171,7 +171,11 @@ def test_components_cpu_on_a_large_random_graph():
     rng = np.random.default_rng(3)
     n = 20_000
     left, right = rng.integers(0, n, 15_000), rng.integers(0, n, 15_000)
-    assert _same_partition(components_cpu(n, left, right), _scipy_labels(n, left, right))
+    labels = components_cpu(n, left, right)
+    assert _same_partition(labels, _scipy_labels(n, left, right))
+    # the pipeline's int32 pairs: read as they are, the same int64 labels
+    narrow = components_cpu(n, left.astype(np.int32), right.astype(np.int32))
+    assert narrow.dtype == np.int64 and np.array_equal(narrow, labels)
 
 
 def check_components_cuda_matches_cpu(seed: int = 0) -> None:
