@@ -2,7 +2,8 @@
 
 Everything above it is written once against the objects a :class:`Backend` exposes: the array module ``xp``
 (numpy or cupy), the frame module ``xdf`` (pandas or cudf), the ``faiss`` module (and whether it can put an
-index on the GPU), connected components (SciPy or cuGraph) and the Numba target for kernels ("cpu" or "cuda").
+index on the GPU), connected components (a Numba union-find on the host, cuGraph on the GPU) and the Numba
+target for kernels ("cpu" or "cuda").
 
 ``auto`` picks the GPU when CuPy and Numba CUDA import and a device is visible, and says why it picked what
 it picked; an explicit ``gpu`` that cannot be served raises :class:`BackendUnavailableError` naming what is
@@ -51,7 +52,7 @@ def probe() -> dict[str, Any]:
     dict
         ``libraries``: name → version or None; ``cuda_device``: device name or None; ``cuda_reason``: why not.
     """
-    names = ["numpy", "pandas", "pyarrow", "numba", "scipy", "faiss", "cupy", "cudf", "cugraph", "numba_cuda"]
+    names = ["numpy", "pandas", "pyarrow", "numba", "faiss", "cupy", "cudf", "cugraph", "numba_cuda"]
     libraries = {name: _version(name) for name in names}
     device, reason = None, None
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
@@ -75,14 +76,10 @@ def probe() -> dict[str, Any]:
     return {"libraries": libraries, "cuda_device": device, "cuda_reason": reason, "faiss_gpu": faiss_gpu}
 
 
-def _scipy_components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+def _host_components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    from gpucdp.kernels.components import union_find
 
-    data = np.ones(left.shape[0], dtype=np.int8)
-    graph = coo_matrix((data, (left, right)), shape=(n, n)).tocsr()
-    _, labels = connected_components(graph, directed=False, return_labels=True)
-    return labels.astype(np.int64, copy=False)
+    return union_find(n, np.ascontiguousarray(left), np.ascontiguousarray(right))
 
 
 def _cugraph_components(n: int, left: Any, right: Any) -> Any:  # pragma: no cover - needs a GPU
@@ -154,7 +151,7 @@ PART_TEXT = {
     "faiss-gpu": "FAISS GPU: exact up to 5M distinct vectors, CAGRA above (IVF-Flat where FAISS lacks CAGRA)",
     "cupy-gemm": "CuPy GEMM top-k, exact up to 5M distinct vectors, in k-means cells above",
     "numpy-gemm": "numpy GEMM top-k, exact up to 20k distinct vectors, in k-means cells above",
-    "scipy": "SciPy connected_components on the host",
+    "numba-union-find": "Numba union-find on the host",
     "cugraph": "cuGraph weakly connected components on the GPU",
     "numba-cuda-components": "Numba CUDA hooking + pointer jumping on the GPU",
 }
@@ -183,7 +180,7 @@ def plan_backend(name: str, info: dict[str, Any]) -> Plan:
                   else f"auto: CPU, because the GPU stack lacks {', '.join(missing)}")
         knn = ("faiss-cpu", "") if libraries.get("faiss") else ("numpy-gemm", "faiss not installed")
         parts = {"frames": ("pandas", ""), "arrays": ("numpy", ""), "kernels": ("numba-cpu", ""), "kNN": knn,
-                 "components": ("scipy", "")}
+                 "components": ("numba-union-find", "")}
         return Plan("cpu", reason, parts, missing)
     have = {lib: libraries.get(lib) is not None for lib in ("cudf", "cugraph")}
     parts = {
@@ -233,7 +230,7 @@ class Backend:
     kernel_target: str
     reason: str
     libraries: dict[str, str | None] = field(default_factory=dict)
-    components_impl: Callable[[int, Any, Any], Any] = _scipy_components
+    components_impl: Callable[[int, Any, Any], Any] = _host_components
     plan: Plan | None = None
 
     @property
@@ -287,7 +284,7 @@ def _cpu_backend(plan: Plan, libraries: dict[str, str | None]) -> Backend:
         kernel_target="cpu",
         reason=plan.reason,
         libraries=libraries,
-        components_impl=_scipy_components,
+        components_impl=_host_components,
         plan=plan,
     )
 

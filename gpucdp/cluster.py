@@ -107,8 +107,8 @@ def cluster_pairs(
         Clusters above it are split by the guard (when ``split_oversized``) or flagged.
     backend : Backend
         Provides the array module (the pairs and probabilities may be its arrays: on the GPU backend they stay
-        on the device, and only per-record results come back) and connected components (SciPy, cuGraph or the
-        Numba CUDA kernel).
+        on the device, and only per-record results come back) and connected components (Numba union-find on the
+        host, cuGraph or the Numba CUDA kernel on the GPU).
     position : int64[n], optional
         When the pairs number the records in another order than the input's: record i of the input is number
         ``position[i]`` (an ``xp`` array). The results are per input record, labelled in input order.
@@ -121,12 +121,13 @@ def cluster_pairs(
     # about one per record, where the scored pairs are many.
     kept = probability >= threshold
     left, right, probability = left[kept], right[kept], probability[kept]
-    edge_mask = xp.ones(left.shape[0], dtype=bool)
+    del kept
+    edge_mask = None  # every kept edge, until the guard raises a threshold
     labels = xp.asarray(backend.connected_components(n, left, right))
     steps = [threshold]
     for _ in range(GUARD_STEPS):
         steps.append(1.0 - (1.0 - steps[-1]) / 10.0)
-    record_step = xp.zeros(n, dtype=xp.int64)
+    record_step = xp.zeros(n, dtype=xp.int8)  # 0..GUARD_STEPS: gathered per edge, so the narrowest type
     guard_rounds = 0
     split_clusters = 0
     while split_oversized and guard_rounds < GUARD_STEPS and n:
@@ -141,13 +142,15 @@ def cluster_pairs(
         edge_step = xp.maximum(record_step[left], record_step[right])
         edge_mask = probability >= xp.asarray(steps)[edge_step]
         labels = xp.asarray(backend.connected_components(n, left[edge_mask], right[edge_mask]))
+    if edge_mask is not None:
+        left, right, probability = left[edge_mask], right[edge_mask], probability[edge_mask]
     # Per record from here on: what the profiles need comes back to the host, the pairs stay where they are.
-    record_probability = _max_per_record(n, left[edge_mask], right[edge_mask], probability[edge_mask], xp)
+    record_probability = _max_per_record(n, left, right, probability, xp)
     if position is not None:  # back to input order, before the labels are numbered by first record
         labels, record_probability = labels[position], record_probability[position]
     labels = to_host(_relabel_first_seen(labels.astype(xp.int64), xp))
     record_probability = to_host(record_probability)
-    edges_kept = int(edge_mask.sum())
+    edges_kept = int(left.shape[0])
     sizes = np.bincount(labels, minlength=int(labels.max(initial=-1)) + 1)
     oversized = sizes[labels] > max_cluster_size if n else np.zeros(0, dtype=bool)
     stats = size_summary(labels)

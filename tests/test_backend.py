@@ -26,10 +26,14 @@ def test_unknown_backend_is_a_settings_error():
         get_backend("tpu")
 
 
-def test_scipy_components_and_to_host():
+def test_host_components_and_to_host():
     backend = get_backend("cpu")
+    assert backend.plan.parts["components"][0] == "numba-union-find"
     labels = backend.connected_components(5, np.array([0, 3]), np.array([1, 4]))
-    assert labels[0] == labels[1] and labels[3] == labels[4] and len(set(labels.tolist())) == 3
+    assert labels.tolist() == [0, 0, 2, 3, 3]  # the smallest record of each component
+    # the pipeline's int32 pairs, and a non-contiguous view of them, give the same labels
+    pairs = np.array([[3, 9, 0, 9], [4, 9, 1, 9]], dtype=np.int32)
+    assert backend.connected_components(5, pairs[0, ::2], pairs[1, ::2]).tolist() == [0, 0, 2, 3, 3]
     import pandas as pd
 
     series = pd.Series([1, 2])

@@ -35,7 +35,7 @@ N_RECORDS = 3000
 
 
 def _plan():
-    libraries = {name: "1.0" for name in ("numpy", "pandas", "pyarrow", "numba", "scipy", "faiss", "cupy",
+    libraries = {name: "1.0" for name in ("numpy", "pandas", "pyarrow", "numba", "faiss", "cupy",
                                           "numba_cuda")}
     libraries.update(cudf=None, cugraph=None)
     return plan_backend("gpu", {"libraries": libraries, "cuda_device": "stand-in", "cuda_reason": None,

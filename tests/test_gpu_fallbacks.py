@@ -16,7 +16,7 @@ import numpy as np
 import pandas
 import pytest
 from cuda_support import SIMULATOR, compile_ptx, simulate
-from gpucdp.kernels.components import components_cpu
+from gpucdp.kernels.components import components_cpu, union_find
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -165,6 +165,22 @@ def test_components_cpu_matches_scipy(graph):
     # each vertex is labelled with the smallest vertex of its component
     for label in set(labels.tolist()):
         assert label == np.flatnonzero(labels == label).min()
+    # the CPU backend's union-find gives the very same labels, from int64 or int32 edges
+    np.testing.assert_array_equal(union_find(n, left, right), labels)
+    np.testing.assert_array_equal(union_find(n, left.astype(np.int32), right.astype(np.int32)), labels)
+
+
+@pytest.mark.parametrize("descending", [True, False])
+def test_union_find_on_a_long_chain(descending):
+    # one component of 100k vertices whose edges, seen twice, build the longest parent chains a find without
+    # path compression would walk again for every edge (the hooking twin needs minutes here)
+    n = 100_000
+    a = np.arange(1, n)
+    if descending:
+        a = a[::-1]
+    left, right = np.concatenate([a, a - 1]), np.concatenate([a - 1, a])
+    labels = union_find(n, left, right)
+    assert labels.dtype == np.int64 and not labels.any()
 
 
 def test_components_cpu_on_a_large_random_graph():
@@ -237,8 +253,8 @@ def test_components_kernels_compile_to_ptx(monkeypatch):
 # ---- backend plan
 
 def _probe(*present: str, device: str | None = "NVIDIA H200", faiss_gpu: bool = False) -> dict:
-    names = ["numpy", "pandas", "pyarrow", "numba", "scipy", "faiss", "cupy", "cudf", "cugraph", "numba_cuda"]
-    base = {"numpy", "pandas", "pyarrow", "numba", "scipy"}
+    names = ["numpy", "pandas", "pyarrow", "numba", "faiss", "cupy", "cudf", "cugraph", "numba_cuda"]
+    base = {"numpy", "pandas", "pyarrow", "numba"}
     return {
         "libraries": {name: "1.0" if name in base or name in present else None for name in names},
         "cuda_device": device,
@@ -277,7 +293,7 @@ def test_plan_nothing_falls_back_to_cpu_and_gpu_names_what_is_missing(monkeypatc
     missing = r"missing cupy, numba_cuda, a CUDA device .*gpucdp\[gpu\]"
     with pytest.raises(BackendUnavailableError, match=missing):
         backend_module.get_backend("gpu")
-    assert backend_module.get_backend("auto").plan.describe()["components"] == "scipy"
+    assert backend_module.get_backend("auto").plan.describe()["components"] == "numba-union-find"
 
 
 def test_plan_cupy_without_a_device_stays_on_the_cpu():
