@@ -26,7 +26,8 @@ import pandas as pd
 
 from gpucdp.arrays import cached_factorize, repeat, run_starts, stable_argsort
 from gpucdp.backend import to_host
-from gpucdp.errors import InputError, SettingsError
+from gpucdp.errors import BackendUnavailableError, InputError, SettingsError
+from gpucdp.kernels import pairs as pairs_kernels
 
 __all__ = [
     "CELL_SIZE",
@@ -378,8 +379,8 @@ def key_pair_keys(codes: Any, max_block_size: int, *, before_pairs: Callable[[in
                   xp: Any = np) -> tuple[Any, dict[str, int]]:
     """The pairs of :func:`key_pairs` as packed keys (:func:`pack_pairs` with ``n = len(codes)``): 8 bytes a pair.
 
-    On the CPU a Numba kernel writes each block's keys straight into the result, with no per-pair
-    temporaries; on the device the pairs are made with array operations and packed.
+    A Numba kernel (:mod:`gpucdp.kernels.pairs`) writes each block's keys straight into the result, with no
+    per-pair temporaries: on the CPU, or on the device when ``xp`` is CuPy (a thread per block).
 
     Returns
     -------
@@ -391,14 +392,29 @@ def key_pair_keys(codes: Any, max_block_size: int, *, before_pairs: Callable[[in
     n = int(codes.shape[0])
     _check_packable(n)
     members, starts, sizes, counts, stats = _blocks(codes, max_block_size, before_pairs, xp)
-    if xp is not np:
-        left, right = _pairs_within(members, starts, sizes, xp)
-        return pack_pairs(left, right, n, xp), stats
-    offsets = np.zeros(counts.size + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    keys = np.empty(int(offsets[-1]), dtype=np.int64)
-    _block_keys(members, starts, sizes, offsets, n, keys)
+    offsets = xp.zeros(counts.size + 1, dtype=xp.int64)
+    offsets[1:] = xp.cumsum(counts)
+    keys = xp.empty(stats["pairs"], dtype=xp.int64)
+    if xp is np:
+        pairs_kernels.block_keys_cpu(members, starts, sizes, offsets, n, keys)
+    elif sizes.size:
+        _block_keys_cuda(members, starts, sizes, offsets, n, keys)
     return keys, stats
+
+
+def _block_keys_cuda(members: Any, starts: Any, sizes: Any, offsets: Any, n: int, out: Any) -> None:
+    """Launch :data:`gpucdp.kernels.pairs.block_keys_cuda`, a thread per block, on arrays already on the device."""
+    if pairs_kernels.block_keys_cuda is None:
+        raise BackendUnavailableError(
+            "key rules on the GPU need numba-cuda: install it with `pip install 'gpucdp[gpu]'`, or use the CPU "
+            "backend"
+        )
+    from gpucdp.kernels.device import as_device
+
+    threads = 128
+    blocks = (int(sizes.shape[0]) + threads - 1) // threads
+    pairs_kernels.block_keys_cuda[blocks, threads](as_device(members), as_device(starts), as_device(sizes),
+                                                   as_device(offsets), n, as_device(out))
 
 
 def _blocks(codes: Any, max_block_size: int, before_pairs: Callable[[int], None] | None,
@@ -423,21 +439,6 @@ def _blocks(codes: Any, max_block_size: int, before_pairs: Callable[[int], None]
         "records_in_oversized": int(sizes[oversized].sum()),
     }
     return members, starts[used], used_sizes, counts, stats
-
-
-@numba.njit(cache=True, nogil=True, parallel=True)
-def _block_keys(members, starts, sizes, offsets, n, out):
-    # Block g's pairs fill out[offsets[g]:offsets[g + 1]]: every pair of its members, packed as min * n + max.
-    for g in numba.prange(sizes.shape[0]):
-        first = starts[g]
-        size = sizes[g]
-        o = offsets[g]
-        for a in range(size):
-            u = members[first + a]
-            for b in range(a + 1, size):
-                v = members[first + b]
-                out[o] = u * n + v if u < v else v * n + u
-                o += 1
 
 
 def filter_mode(left: Any, right: Any, source_codes: Any, mode: str, xp: Any = np) -> tuple[Any, Any]:

@@ -25,7 +25,6 @@ import psutil
 from gpucdp.errors import MemoryBudgetError, SettingsError
 
 __all__ = ["Budget", "parse_size", "format_size", "BLOCK_BYTES_PER_PAIR", "BLOCK_DEVICE_BYTES_PER_PAIR",
-           "BLOCK_DEVICE_BYTES_PER_RULE_PAIR",
            "COMPARE_BYTES_PER_PAIR", "MODEL_BYTES_PER_PAIR", "MODEL_BYTES_PER_RANDOM_PAIR",
            "MODEL_BYTES_PER_WRITTEN_PAIR", "MODEL_CHUNK_BYTES_PER_PAIR", "MODEL_DENSE_PATTERNS",
            "MODEL_SORT_BYTES_PER_PAIR", "PROFILE_BYTES_PER_VALUE"]
@@ -34,12 +33,10 @@ __all__ = ["Budget", "parse_size", "format_size", "BLOCK_BYTES_PER_PAIR", "BLOCK
 # array (on the host each part is freed once copied, and pages are committed as written), sorts it in place
 # and decodes the distinct keys straight into int32 (left, right): at most 8 + 8 bytes a raw pair.
 BLOCK_BYTES_PER_PAIR = 16
-# On the device the union holds the parts and their concatenation (CuPy allocates it whole), and the sort a
-# third copy; the distinct keys are then compacted and divided: at most 24 bytes a raw pair.
+# On the device a rule's keys are written straight into place too (kernels.pairs); the union holds the parts
+# and their concatenation (CuPy allocates it whole), and the sort a third copy; the distinct keys are then
+# compacted and divided: at most 24 bytes a raw pair.
 BLOCK_DEVICE_BYTES_PER_PAIR = 24
-# On the device a rule's pairs are made with array operations (block._pairs_within) before they are packed:
-# about eight int64 temporaries per pair of the rule, on top.
-BLOCK_DEVICE_BYTES_PER_RULE_PAIR = 64
 # Comparison keeps an int32 pattern per pair; the pairs arrive numbered in the record layout and sorted (the
 # pipeline lays the records out before blocking), so nothing per pair is renumbered or re-sorted.
 COMPARE_BYTES_PER_PAIR = 4

@@ -332,8 +332,6 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
     with report.stage("block") as st, device.stage("block"):
         rule_stats = []
         raw_pairs = sum(int(keys.size) for keys in key_parts)
-        # on the device a rule's pairs are made with array operations, whose temporaries come on top
-        per_rule_pair = memory.BLOCK_DEVICE_BYTES_PER_RULE_PAIR if device.on_device else 0
         per_pair = memory.BLOCK_DEVICE_BYTES_PER_PAIR if device.on_device else memory.BLOCK_BYTES_PER_PAIR
         for rule, max_block_size in resolved.blocking.key_rules():
             missing = [c for c in rule if c not in prepared.columns]
@@ -345,7 +343,7 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
             codes = block_stage.key_codes(prepared, rule, cache=codes_cache, xp=xp)[layout_x]
 
             def check(pairs: int, rule: list[str] = rule, max_block_size: int = max_block_size) -> None:
-                need("block", (raw_pairs + pairs) * per_pair + pairs * per_rule_pair,
+                need("block", (raw_pairs + pairs) * per_pair,
                      f"lower the rule's max_block_size (now {max_block_size}) or "
                      f"drop a key rule (rule {rule} alone makes {pairs:,} pairs)", raw_pairs=raw_pairs + pairs)
 

@@ -3,8 +3,8 @@
 The GPU path has stages that only a GPU runs for real (CuPy arrays, Numba CUDA launches). Here the backend is
 the GPU one in everything but the hardware: its array module is :class:`strict_xp.StrictXP`, which refuses
 implicit device → host copies, host arrays in device operations and calls CuPy does not have, and logs every
-explicit copy; the three kernel launches (string layout, comparison, embedding) and connected components run
-their CPU twins on the stand-in's buffers, as the device would. So a run checks that
+explicit copy; the four kernel launches (block keys, string layout, comparison, embedding) and connected
+components run their CPU twins on the stand-in's buffers, as the device would. So a run checks that
 
 - the GPU path gives exactly the CPU path's results (profiles, membership, model);
 - candidate pairs, their patterns, weights and probabilities never come back to the host: every device → host
@@ -21,8 +21,10 @@ from gpucdp.kernels.compare import METHODS, STRING_METHODS
 from gpucdp.kernels.compare import compare_pairs as compare_pairs_cpu
 from gpucdp.kernels.components import components_cpu
 from gpucdp.kernels.layout import layout_cpu
+from gpucdp.kernels.pairs import block_keys_cpu
 from strict_xp import DeviceArray, StrictXP
 
+import gpucdp.block
 import gpucdp.compare
 import gpucdp.embed
 from gpucdp import synth
@@ -46,7 +48,7 @@ def _plan():
 def device(monkeypatch):
     """A GPU backend on the stand-in: (backend, xp). The kernels run their CPU twins on the device buffers."""
     xp = device_xp = StrictXP()
-    xp.launches = []  # the string layout kernel's launches
+    xp.launches = []  # the launches of the string layout and block-key kernels
 
     def host_view(a):  # what a kernel reads on the device: no transfer is logged
         return a._a if isinstance(a, DeviceArray) else a
@@ -71,6 +73,11 @@ def device(monkeypatch):
         kernels.embed_cpu(host_view(chars), host_view(offsets), weights, dim, q, out)
         return DeviceArray(out, xp)
 
+    def block_keys_cuda(members, starts, sizes, offsets, n, out):
+        xp.launches.append("block keys")
+        assert all(isinstance(a, DeviceArray) for a in (members, starts, sizes, offsets, out))
+        block_keys_cpu(*(host_view(a) for a in (members, starts, sizes, offsets)), n, host_view(out))
+
     def components(n, left, right):
         assert isinstance(left, DeviceArray) and isinstance(right, DeviceArray)
         return DeviceArray(components_cpu(n, host_view(left), host_view(right)), xp)
@@ -78,6 +85,7 @@ def device(monkeypatch):
     monkeypatch.setattr(gpucdp.kernels.device, "as_device", as_device)
     monkeypatch.setattr(gpucdp.compare, "compare_pairs", compare_pairs)
     monkeypatch.setattr(gpucdp.compare, "_layout_cuda", layout_cuda)
+    monkeypatch.setattr(gpucdp.block, "_block_keys_cuda", block_keys_cuda)
     monkeypatch.setattr(gpucdp.embed, "_embed_cuda", embed_cuda)
     import faiss
     import pandas
@@ -125,11 +133,13 @@ def test_gpu_flow_matches_the_cpu_and_keeps_pairs_on_the_device(device, records,
     assert cpu.model.to_dict() == gpu.model.to_dict()
     assert gpu.manifest["blocking"]["candidate_pairs"] == cpu.manifest["blocking"]["candidate_pairs"]
 
-    # each string column the comparisons read is laid out once, on the device (a launch per column), for the
-    # candidate and the random pairs alike
+    # each key rule's pairs are written by the block-key kernel on the device (a launch per rule that makes
+    # pairs); then each string column the comparisons read is laid out once, on the device (a launch per
+    # column), for the candidate and the random pairs alike
+    rules = [r for r in gpu.manifest["blocking"]["rules"] if r["blocks"]]
     string_columns = {level["column"] for comp in gpu.manifest["settings"]["comparisons"]
                       for level in comp["levels"] if METHODS[level["method"]] in STRING_METHODS}
-    assert xp.launches == ["layout"] * len(string_columns)
+    assert rules and xp.launches == ["block keys"] * len(rules) + ["layout"] * len(string_columns)
     n_pairs = gpu.manifest["blocking"]["candidate_pairs"]
     assert n_pairs > 2 * N_RECORDS  # enough pairs that a per-pair copy would stand out
     assert _per_pair_copies(xp, n_pairs, N_RECORDS) == []
@@ -171,9 +181,12 @@ def test_asking_for_the_pairs_brings_them_back(device, records):
 
 def test_a_device_too_small_for_the_pairs_stops_before_blocking_them(device, records):
     backend, xp = device
-    xp.device_bytes = 5_000_000  # the records fit (the check before any work passes), a rule on city alone does not
-    settings = {"blocking": {"knn": {"enabled": False}, "rules": [["city"]], "max_block_size": N_RECORDS}}
-    with pytest.raises(MemoryBudgetError, match=r"block stage needs about .* GB of GPU memory .*rule \['city'\]"):
+    # the records fit (the check before any work passes), the ~N²/50 pairs of a rule on first initials do not
+    xp.device_bytes = 5_000_000
+    settings = {"blocking": {"knn": {"enabled": False}, "rules": [["first_name__initial"]],
+                             "max_block_size": N_RECORDS}}
+    with pytest.raises(MemoryBudgetError,
+                       match=r"block stage needs about .* GB of GPU memory .*rule \['first_name__initial'\]"):
         resolve(records, settings=settings, backend=backend)
     xp.device_bytes = 8 * 2**30
     assert resolve(records, settings=settings, backend=backend).manifest["blocking"]["candidate_pairs"] > 20 * N_RECORDS
