@@ -329,6 +329,7 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
             st.count(pairs=int(kl.shape[0]))
             del kl, kr
     del prepared_device  # the device copy of the prepared columns was for the embedder only
+    memory.release_unused()
     with report.stage("block") as st, device.stage("block"):
         rule_stats = []
         raw_pairs = sum(int(keys.size) for keys in key_parts)
@@ -382,17 +383,21 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
                     "compare", fixed=fixed + packing_bytes, per_item=per_pair, preferred=preferred, minimum=1_000,
                     advice=f"raise --memory-limit, or {fix}", candidate_pairs=n_pairs, column_bytes=column_bytes)
 
+        # Blocking is done: from here on the comparisons read the prepared columns once, to pack them, and after
+        # that only the term frequencies and the profiles do. The columns and codes that only blocking and the
+        # record layout read go before the packed columns are made, the comparisons' own once they are packed.
+        kept = {column for _, column in golden_columns(resolved.fields, prepared.columns)}
+        kept |= {comp.levels[0].column for comp in resolved.comparisons if comp.term_frequency}
+        compared = {level.column for comp in resolved.comparisons for level in comp.levels}
+        prepared = prepared[[c for c in prepared.columns if c in kept | compared]]
+        for key in [k for k in codes_cache if (k[1] if isinstance(k, tuple) else k) not in kept]:
+            del codes_cache[key]
+        memory.release_unused()
         # packed straight into the record layout, where the pairs' numbers point (on the device for the GPU)
         columns_packed = prepare_columns(prepared, resolved.comparisons, semantic, order=layout_x,
                                          target=be.kernel_target, xp=xp, before_packing=check)
         tables = build_tables(resolved.comparisons, columns_packed)
-        # The comparisons have their columns now: from here on only the term frequencies and the profiles read
-        # the prepared columns, so the others (and their codes) go before the rest of the run holds them.
-        kept = {column for _, column in golden_columns(resolved.fields, prepared.columns)}
-        kept |= {comp.levels[0].column for comp in resolved.comparisons if comp.term_frequency}
         prepared = prepared[[c for c in prepared.columns if c in kept]]
-        for key in [k for k in codes_cache if (k[1] if isinstance(k, tuple) else k) not in kept]:
-            del codes_cache[key]
         patterns = compare_in_chunks(
             left, right, columns_packed, tables, chunk_size=chunk_size, target=be.kernel_target,
             advance=st.advance, xp=xp,
@@ -414,6 +419,7 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
         st.count(pairs=int(left.shape[0]), comparisons=len(resolved.comparisons))
 
     # ---- model
+    memory.release_unused()
     with report.stage("model") as st, device.stage("model"):
         space = int(np.prod(tables.n_levels.astype(np.int64) + 2))
         model_per_pair = memory.MODEL_BYTES_PER_PAIR + (memory.MODEL_BYTES_PER_WRITTEN_PAIR if write_pairs else 0)
@@ -475,6 +481,7 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
         st.count(lam=round(fs_model.lam, 5), patterns=int(uniq.size))
 
     # ---- cluster
+    memory.release_unused()
     with report.stage("cluster") as st, device.stage("cluster"):
         clusters = cluster_pairs(
             n, left, right, probability, threshold=resolved.cluster.threshold,
@@ -489,6 +496,7 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
             left = right = None
 
     # ---- profiles
+    memory.release_unused()
     with report.stage("profiles") as st:
         budget.check("profiles", n * (len(resolved.fields) * memory.PROFILE_BYTES_PER_VALUE
                                       + memory.PROFILE_BYTES_PER_RECORD),
