@@ -51,7 +51,8 @@ from gpucdp.errors import InputError, SettingsError
 from gpucdp.parallel import thread_map
 from gpucdp.phonetic import primary_codes
 
-__all__ = ["DATE_ORDERS", "FIELD_TYPES", "derived_columns", "fold_ascii", "standardize"]
+__all__ = ["DATE_ORDERS", "FIELD_TYPES", "MIN_PART_ROWS", "derived_columns", "fold_ascii", "row_parts",
+           "standardize"]
 
 FIELD_TYPES = ("name", "email", "phone", "date", "postcode", "address", "text", "categorical", "numeric")
 DATE_ORDERS = ("mdy", "dmy")
@@ -258,8 +259,10 @@ def standardize(
     date_order : {"mdy", "dmy"}
         How to read an ambiguous slash date such as ``03/04/1985`` (both parts ≤ 12).
     threads : int, default 1
-        Fields standardised at once, a thread each (:func:`gpucdp.parallel.thread_map`); the result does not
-        depend on it. Keep 1 for cuDF frames: the GPU already runs each field's work in parallel.
+        Tasks run at once, a thread each (:func:`gpucdp.parallel.thread_map`): with more than one, each field
+        is cut into parts of rows (:func:`row_parts`), so that one costly field does not hold the stage on a
+        machine with many cores. The result does not depend on it. Keep 1 for cuDF frames: the GPU already
+        runs each field's work in parallel.
 
     Returns
     -------
@@ -297,10 +300,12 @@ def standardize(
             "'__prefix', '__number' or '__num'"
         )
     table = _nickname_table(nicknames)
+    n = len(frame)
+    parts = row_parts(n, threads)
 
-    def one_field(item: tuple[str, str]) -> tuple[dict[str, Any], dict[str, int]]:
-        field, ftype = item
-        column = frame[field]
+    def one_field(item: tuple[str, str, int, int]) -> tuple[dict[str, Any], dict[str, int]]:
+        field, ftype, start, stop = item
+        column = frame[field] if (start, stop) == (0, n) else frame[field].iloc[start:stop]
         derived: dict[str, Any] = {}
         if ftype == "numeric":
             derived[field + "__num"], missing, unparseable = _numeric(column, xdf)
@@ -315,18 +320,35 @@ def standardize(
             unparseable = uniq.count(failed_u)
         return derived, {"missing": int(missing), "unparseable": int(unparseable)}
 
-    # Fields are independent: on the host a thread each (Arrow's string kernels release the GIL), with the
-    # results assembled in the fields' order whatever the thread count.
+    # Fields, and the rows of a field, are independent (a value's standard form depends on that value alone):
+    # on the host a thread per task (Arrow's string kernels release the GIL), with the parts put back in the
+    # fields' and the rows' order whatever the thread count.
+    tasks = [(field, ftype, start, stop) for field, ftype in fields for start, stop in parts]
+    results = iter(thread_map(one_field, tasks, threads))
     columns: dict[str, Any] = {}
     stats: dict[str, dict[str, int]] = {}
-    for (field, _), (derived, field_stats) in zip(fields, thread_map(one_field, fields, threads)):
-        columns.update(derived)
-        stats[field] = field_stats
+    for field, _ in fields:
+        done = [next(results) for _ in parts]
+        for name in done[0][0]:
+            pieces = [derived[name] for derived, _ in done]
+            columns[name] = pieces[0] if len(pieces) == 1 else xdf.concat(pieces, ignore_index=True)
+        stats[field] = {key: sum(part_stats[key] for _, part_stats in done) for key in done[0][1]}
     out = xdf.DataFrame(columns)
     if not columns:
         out = xdf.DataFrame(index=xdf.RangeIndex(len(frame)))
     out.index = frame.index
     return out, stats
+
+
+# Rows a standardisation task takes at the least when the rows of a field are cut into parts.
+MIN_PART_ROWS = 250_000
+
+
+def row_parts(n: int, threads: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the parts a field's ``n`` rows are standardised in: one part per thread, of at
+    least :data:`MIN_PART_ROWS` rows (a single part on one thread)."""
+    size = max(MIN_PART_ROWS, -(-n // max(threads, 1)))
+    return [(start, min(start + size, n)) for start in range(0, n, size)] or [(0, 0)]
 
 
 # Types whose values rarely repeat: factorizing them costs more than it saves.

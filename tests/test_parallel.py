@@ -1,5 +1,6 @@
 """Host threads: the helpers, and a run whose results do not depend on the thread count."""
 
+import itertools
 import threading
 import time
 
@@ -7,11 +8,12 @@ import numba
 import pandas as pd
 import pytest
 
+from gpucdp import standardize as standardize_module
 from gpucdp import synth
 from gpucdp.errors import SettingsError
 from gpucdp.parallel import available_cores, numba_threads, resolve_threads, thread_map
 from gpucdp.pipeline import resolve
-from gpucdp.standardize import standardize
+from gpucdp.standardize import row_parts, standardize
 
 
 def test_thread_map_keeps_the_order_of_items_and_uses_several_threads():
@@ -67,14 +69,29 @@ def records():
     return synth.generate_frame(3_000, seed=11, difficulty=0.5)[0]
 
 
-def test_standardize_gives_the_same_frame_and_stats_on_any_thread_count(records):
+@pytest.mark.parametrize("min_part_rows", [standardize_module.MIN_PART_ROWS, 700])
+def test_standardize_gives_the_same_frame_and_stats_on_any_thread_count(records, min_part_rows, monkeypatch):
+    # with 700 rows at the least, four threads cut each field of 3,000 rows into four parts of 750
+    monkeypatch.setattr(standardize_module, "MIN_PART_ROWS", min_part_rows)
+    assert len(row_parts(len(records), 4)) == (1 if min_part_rows > len(records) else 4)
+    records = records.assign(spend=[None, "12.5", "n/a", " 7 "] * (len(records) // 4))
     fields = [("first_name", "name"), ("last_name", "name"), ("dob", "date"), ("email", "email"),
-              ("phone", "phone"), ("address_line", "address"), ("city", "text"), ("postcode", "postcode")]
+              ("phone", "phone"), ("address_line", "address"), ("city", "text"), ("postcode", "postcode"),
+              ("spend", "numeric")]
     one, stats_one = standardize(records, fields, threads=1)
     many, stats_many = standardize(records, fields, threads=4)
     pd.testing.assert_frame_equal(one, many)
     assert list(one.columns) == list(many.columns)
     assert stats_one == stats_many and list(stats_one) == list(stats_many)
+    assert stats_one["spend"] == {"missing": 750, "unparseable": 750}
+
+
+def test_row_parts_cover_the_rows_once_in_order():
+    assert row_parts(0, 4) == [(0, 0)]
+    assert row_parts(10, 4) == [(0, 10)]  # fewer rows than a part's least: one part
+    parts = row_parts(1_000_001, 3)
+    assert len(parts) == 3 and parts[0][0] == 0 and parts[-1][1] == 1_000_001
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(parts))
 
 
 def test_a_run_gives_the_same_results_on_any_thread_count(records):
