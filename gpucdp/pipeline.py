@@ -571,7 +571,8 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
             if pairs_table is not None:
                 tables_out["pairs"] = pairs_table
             manifest["outputs"] = sorted([f"{k}.parquet" for k in tables_out] + ["model.json", "manifest.json"])
-            write_outputs(out, tables_out, {"model": fs_model.to_dict(), "manifest": manifest}, overwrite=overwrite)
+            write_outputs(out, tables_out, {"model": fs_model.to_dict(), "manifest": manifest}, overwrite=overwrite,
+                          threads=threads)
             st.count(files=len(manifest["outputs"]))
         manifest["stages"] = report.stages
     if not report.quiet:

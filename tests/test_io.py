@@ -133,6 +133,23 @@ def test_failed_write_leaves_previous_outputs(tmp_path):
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
 
 
+def test_tables_written_at_once_are_the_same_and_still_atomic(tmp_path):
+    tables = {name: pd.DataFrame({"a": list(range(i, i + 50)), "s": [f"v{j}" for j in range(50)]})
+              for i, name in enumerate(["p", "q", "r"])}
+    written = write_outputs(tmp_path / "one", tables, {}, overwrite=False)
+    written_at_once = write_outputs(tmp_path / "many", tables, {}, overwrite=False, threads=3)
+    assert [p.name for p in written] == [p.name for p in written_at_once] == ["p.parquet", "q.parquet", "r.parquet"]
+    for name in tables:
+        assert pq.read_table(tmp_path / "one" / f"{name}.parquet").equals(
+            pq.read_table(tmp_path / "many" / f"{name}.parquet"))
+    # one table that cannot be written: no output, the previous one kept, no temporary folder left
+    bad = dict(tables, q=pd.DataFrame({"a": [object()]}))
+    with pytest.raises(pa.ArrowException):
+        write_outputs(tmp_path / "many", bad, {}, overwrite=True, threads=3)
+    assert pd.read_parquet(tmp_path / "many" / "q.parquet")["a"].tolist() == list(range(1, 51))
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+
+
 def test_output_parent_must_exist(tmp_path):
     with pytest.raises(OutputError, match="parent folder"):
         check_output(tmp_path / "a" / "b", overwrite=False)
