@@ -24,6 +24,7 @@ __all__ = [
     "factorize",
     "factorize_columns",
     "repeat",
+    "row_hashes",
     "run_starts",
     "unique_counts",
     "unique_sorted",
@@ -177,3 +178,63 @@ def factorize_columns(cache: dict, frame: Any, names: Sequence[str], threads: in
     todo = [name for name in dict.fromkeys(names) if name in frame.columns and name not in cache]
     for name, result in zip(todo, thread_map(lambda name: factorize(frame[name]), todo, threads)):
         cache[name] = result
+
+
+# FNV-1a's 64-bit prime, and the two multipliers of MurmurHash3's finaliser (fmix64)
+_FNV_PRIME = np.uint64(0x100000001B3)
+_FMIX_1 = np.uint64(0xFF51AFD7ED558CCD)
+_FMIX_2 = np.uint64(0xC4CEB9FE1A85EC53)
+
+
+def row_hashes(columns: Sequence[pa.Array | pa.ChunkedArray]) -> np.ndarray:
+    """A 64-bit hash of each row of aligned string columns (uint64[n]); equal rows hash equal.
+
+    Not a cryptographic hash, nor one that stays the same across versions: for finding candidate repeats, which
+    the caller confirms on the values themselves. The bytes are read straight from the Arrow buffers by a
+    parallel Numba loop, with no Python string per value; a null hashes apart from every string, the empty one
+    included.
+    """
+    table = pa.table({str(i): column for i, column in enumerate(columns)})
+    out = np.zeros(table.num_rows, dtype=np.uint64)
+    start = 0
+    for batch in table.to_batches():  # aligned slices of every column, no copy
+        stop = start + batch.num_rows
+        for array in batch.columns:
+            if not pa.types.is_large_string(array.type):
+                array = array.cast(pa.large_string())
+            _, offset_buffer, data_buffer = array.buffers()
+            if offset_buffer is None or data_buffer is None:  # no bytes at all: every value empty or null
+                offsets = np.zeros(len(array) + 1, dtype=np.int64)
+                chars = np.zeros(1, dtype=np.uint8)
+            else:
+                offsets = np.frombuffer(offset_buffer, dtype=np.int64, count=array.offset + len(array) + 1)
+                offsets = offsets[array.offset:]
+                chars = np.frombuffer(data_buffer, dtype=np.uint8)
+            valid = (np.ones(len(array), dtype=np.bool_) if array.null_count == 0
+                     else array.is_valid().to_numpy(zero_copy_only=False))
+            _hash_strings_into(chars, offsets, valid, out[start:stop])
+        start = stop
+    return out
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _hash_strings_into(chars, offsets, valid, out):
+    # out[i] := fmix64(FNV-1a over (length + 1, or 0 for null; the value's bytes), starting from out[i]): the
+    # length keeps ("ab", "c") apart from ("a", "bc") when columns are chained
+    for i in numba.prange(out.shape[0]):
+        h = out[i]
+        if valid[i]:
+            a = offsets[i]
+            b = offsets[i + 1]
+            h = (h ^ np.uint64(b - a + 1)) * _FNV_PRIME
+            for k in range(a, b):
+                h = (h ^ np.uint64(chars[k])) * _FNV_PRIME
+        else:
+            h = (h ^ np.uint64(0)) * _FNV_PRIME
+        h ^= h >> np.uint64(33)
+        h *= _FMIX_1
+        h ^= h >> np.uint64(33)
+        h *= _FMIX_2
+        h ^= h >> np.uint64(33)
+        out[i] = h
+

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from gpucdp.arrays import row_hashes
 from gpucdp.errors import DuplicateRecordError, InputError, OutputError
 from gpucdp.parallel import thread_map
 
@@ -285,22 +286,26 @@ def check_fields_have_values(table: pa.Table, columns: Mapping[str, str]) -> Non
 
 
 def _check_unique_ids(table: pa.Table, files: list[InputFile]) -> None:
-    # Sorted by (source, record id), a repeat sits next to its twin: Arrow's sort and comparisons, with no
-    # Python string per record. Only a failing input pays for the examples in the message.
+    # Records whose (source, record id) hashes equal another's are the only ones that can repeat: a parallel
+    # hash of the Arrow buffers and a sort of the 8-byte hashes find them (a sort of the strings took 1.25 s on
+    # 3M records, on one core), and only those candidates are compared as strings. Only a failing input pays
+    # for the examples in the message.
     keys = table.select([SOURCE, RECORD_ID])
-    n = keys.num_rows
-    if n < 2:
+    if keys.num_rows < 2:
         return
-    ordered = keys.take(pc.sort_indices(keys, sort_keys=[(SOURCE, "ascending"), (RECORD_ID, "ascending")]))
-    src, rid = ordered.column(SOURCE), ordered.column(RECORD_ID)
-    repeats = pc.and_(pc.equal(src.slice(1), src.slice(0, n - 1)), pc.equal(rid.slice(1), rid.slice(0, n - 1)))
-    if not pc.any(repeats).as_py():
+    hashes = row_hashes([keys.column(SOURCE), keys.column(RECORD_ID)])
+    ordered = np.sort(hashes)
+    shared = ordered[1:][ordered[1:] == ordered[:-1]]
+    del ordered
+    if shared.size == 0:
         return
+    rows = np.flatnonzero(np.isin(hashes, shared))
+    candidates = keys.take(pa.array(rows))
     keys = pd.DataFrame({
-        "source": table.column(SOURCE).to_numpy(zero_copy_only=False),
-        "record_id": table.column(RECORD_ID).to_numpy(zero_copy_only=False),
+        "source": candidates.column(SOURCE).to_numpy(zero_copy_only=False),
+        "record_id": candidates.column(RECORD_ID).to_numpy(zero_copy_only=False),
     })
-    dup = keys.duplicated(keep=False)
+    dup = keys.duplicated(keep=False)  # every repeat's twin shares its hash, so every repeat is here
     if dup.any():
         examples = keys[dup].drop_duplicates().head(3)
         shown = ", ".join(f"{s}/{r}" for s, r in zip(examples["source"], examples["record_id"]))

@@ -19,3 +19,31 @@ def test_stable_argsort_takes_either_path_with_the_same_order(high):
     if high < 2**31:
         np.testing.assert_array_equal(stable_argsort(keys.astype(np.int32)), np.argsort(keys, kind="stable"))
     assert stable_argsort(np.zeros(0, dtype=np.int64)).size == 0
+
+
+def test_row_hashes_follow_the_values_not_their_layout():
+    import pyarrow as pa
+
+    from gpucdp.arrays import row_hashes
+
+    first = ["ab", "a", None, "", "ab", "é", "x" * 300]
+    second = ["c", "bc", "", None, "c", "é", "y"]
+    plain = row_hashes([pa.array(first, pa.string()), pa.array(second, pa.large_string())])
+    # chunked differently, sliced (an Arrow offset into the buffers), the other string type: the same hashes
+    chunked = pa.chunked_array([pa.array(first[:2], pa.large_string()), pa.array(first[2:], pa.large_string())])
+    sliced = pa.array(["pad"] + second, pa.string()).slice(1)
+    np.testing.assert_array_equal(row_hashes([chunked, sliced]), plain)
+    # equal rows hash equal; a split moved between columns, null against "", and a long value do not collide
+    assert plain[0] == plain[4]
+    assert len({int(h) for h in plain}) == len(plain) - 1
+    assert row_hashes([pa.array([], pa.string())]).shape == (0,)
+
+
+def test_row_hashes_keep_distinct_rows_apart_at_scale():
+    import pyarrow as pa
+
+    from gpucdp.arrays import row_hashes
+
+    ids = pa.array([f"id-{i}" for i in range(200_000)], pa.large_string())
+    hashes = row_hashes([pa.array(["crm"] * len(ids)), ids])
+    assert np.unique(hashes).size == len(ids)

@@ -153,3 +153,30 @@ def test_tables_written_at_once_are_the_same_and_still_atomic(tmp_path):
 def test_output_parent_must_exist(tmp_path):
     with pytest.raises(OutputError, match="parent folder"):
         check_output(tmp_path / "a" / "b", overwrite=False)
+
+
+def test_repeated_ids_are_found_and_counted_in_any_order(tmp_path):
+    # four records share two ids, in different files of one source, far apart; another source reuses an id
+    crm, web = tmp_path / "crm", tmp_path / "web"
+    crm.mkdir(), web.mkdir()
+    for part, ids in enumerate([["a", "b", "dup1"], ["c", "dup2", "d"], ["dup2", "e", "dup1"]]):
+        pd.DataFrame({"record_id": ids, "first_name": ["x"] * 3, "postcode": ["y"] * 3}).to_parquet(
+            crm / f"part-{part}.parquet")
+    pd.DataFrame({"record_id": ["a"], "first_name": ["x"], "postcode": ["y"]}).to_parquet(web / "w.parquet")
+    with pytest.raises(DuplicateRecordError, match=r"^4 records share a record id .*e\.g\. crm/dup1, crm/dup2\)"):
+        _read([crm, web], FIELDS)
+
+
+def test_colliding_hashes_are_not_taken_for_repeats(monkeypatch):
+    # every row hashes alike: the candidates are compared as strings, and only true repeats are refused
+    import numpy as np
+
+    from gpucdp import io
+
+    monkeypatch.setattr(io, "row_hashes", lambda columns: np.zeros(len(columns[0]), dtype=np.uint64))
+    unique = pd.DataFrame({"record_id": ["1", "2", "3"], "first_name": ["a"] * 3, "postcode": ["x"] * 3})
+    table, _ = _read({"crm": unique, "web": unique})
+    assert table.num_rows == 6
+    repeated = unique.assign(record_id=["1", "2", "1"])
+    with pytest.raises(DuplicateRecordError, match=r"^2 records share .*crm/1\)"):
+        _read({"crm": repeated, "web": unique})
