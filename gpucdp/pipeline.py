@@ -253,6 +253,7 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
             source=settings.source,
             field_columns={f.name: f.input_column for f in settings.fields} if fields_given else None,
             numeric_fields=[f.name for f in settings.fields or [] if f.type == "numeric"],
+            threads=threads,
         )
         columns = [c for c in table.column_names if c not in ("record_id", "source")]
         resolved, unused = resolve_settings(settings, columns)

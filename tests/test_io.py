@@ -180,3 +180,18 @@ def test_colliding_hashes_are_not_taken_for_repeats(monkeypatch):
     repeated = unique.assign(record_id=["1", "2", "1"])
     with pytest.raises(DuplicateRecordError, match=r"^2 records share .*crm/1\)"):
         _read({"crm": repeated, "web": unique})
+
+
+def test_files_read_at_once_give_the_same_table_and_the_first_error(tmp_path):
+    for part in range(5):
+        pd.DataFrame({"record_id": [f"{part}-{i}" for i in range(50)], "first_name": ["ann"] * 50,
+                      "postcode": [str(part)] * 50}).to_parquet(tmp_path / f"part-{part}.parquet")
+    one, files_one = read_inputs([tmp_path], record_id="record_id", source="source", field_columns=FIELDS)
+    many, files_many = read_inputs([tmp_path], record_id="record_id", source="source", field_columns=FIELDS,
+                                   threads=4)
+    assert many.equals(one)
+    assert [f.describe() for f in files_many] == [f.describe() for f in files_one]
+    for part in (3, 1):  # two broken files: the first in input order is named
+        (tmp_path / f"part-{part}.parquet").write_bytes(b"PAR1 not parquet")
+    with pytest.raises(InputError, match="part-1.parquet cannot be read"):
+        read_inputs([tmp_path], record_id="record_id", source="source", field_columns=FIELDS, threads=4)
