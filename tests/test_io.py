@@ -182,6 +182,18 @@ def test_colliding_hashes_are_not_taken_for_repeats(monkeypatch):
         _read({"crm": repeated, "web": unique})
 
 
+def test_a_field_with_its_only_value_late_in_the_column_is_accepted():
+    from gpucdp.io import check_fields_have_values
+
+    n = 100_000  # past the first windows the check looks at
+    blank = pa.chunked_array([pa.array([None, "  "] * (n // 2), pa.large_string())])
+    late = pa.chunked_array([blank.chunk(0).slice(0, n - 1), pa.array(["ann"], pa.large_string())])
+    table = pa.table({"late": late, "blank": blank, "number": pa.array([None] * (n - 1) + [1.0])})
+    check_fields_have_values(table, {"late": "late", "number": "number"})
+    with pytest.raises(InputError, match="column 'blank' .* empty in every record"):
+        check_fields_have_values(table, {"late": "late", "blank": "blank"})
+
+
 def test_files_read_at_once_give_the_same_table_and_the_first_error(tmp_path):
     for part in range(5):
         pd.DataFrame({"record_id": [f"{part}-{i}" for i in range(50)], "first_name": ["ann"] * 50,
