@@ -33,7 +33,7 @@ from gpucdp.embed import embed_hybrid
 from gpucdp.errors import InternalError, SettingsError
 from gpucdp.gpu import DeviceMemory, check_device_fits, device_bytes_per_record, rows_per_chunk
 from gpucdp.io import check_fields_have_values, check_output, keyed_record_hashes, read_inputs, write_outputs
-from gpucdp.model import FSModel, decode, estimate_u, load_model, train_em
+from gpucdp.model import FSModel, decode, estimate_u, load_model, pair_probabilities, train_em
 from gpucdp.parallel import numba_threads, resolve_threads
 from gpucdp.profiles import build_profiles, golden_columns
 from gpucdp.progress import Reporter, peak_rss_bytes
@@ -468,8 +468,9 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
             info.update({"random_pairs": n_random, "candidate_pairs": int(left.shape[0]),
                          "distinct_patterns": int(uniq.size)})
             fs_model = FSModel(list(resolved.comparisons), m, u, lambdas, info, u_random)
-        weights = xp.asarray(fs_model.pattern_weights(uniq))[inverse] if uniq.size else xp.zeros(0)
+        pattern_weight = xp.asarray(fs_model.pattern_weights(uniq) if uniq.size else np.zeros(0))
         gamma_unique = decode(uniq, tables.n_levels) if uniq.size else np.zeros((0, len(tables.names)), np.int8)
+        terms = []  # (exact on it: per distinct pattern, adjustment: per record) per term-frequency comparison
         for c, comp in enumerate(resolved.comparisons):
             exact_pattern = gamma_unique[:, c] == tables.n_levels[c]  # per distinct pattern
             if not comp.term_frequency or not exact_pattern.any():
@@ -480,18 +481,10 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
             # per record (NaN where null, never read: an exact level has the value on both sides), then
             # gathered for the pairs, so the logarithm runs once per record, not once per pair
             adjustment = xp.asarray(fs_model.tf_adjustment(tf, baseline, resolved.model.tf_minimum_u)[layout])
-            exact_pattern = xp.asarray(exact_pattern)
-            # a chunk of pairs at a time, so that the temporaries are per chunk, not per pair
-            for start in range(0, n_pairs, chunk_size):
-                part = slice(start, start + chunk_size)
-                exact = exact_pattern[inverse[part]]
-                weights[part][exact] += resolved.model.tf_weight * adjustment[left[part][exact]]
-            del adjustment, exact_pattern
-        del inverse
-        # the weights are kept only for the pairs output: otherwise the probabilities take their place
-        probability = FSModel.probability(weights, xp, out=None if write_pairs else weights)
-        if not write_pairs:
-            weights = None
+            terms.append((xp.asarray(exact_pattern), adjustment))
+        probability, weights = pair_probabilities(pattern_weight, inverse, left, terms, resolved.model.tf_weight,
+                                                  chunk_size=chunk_size, keep_weights=write_pairs, xp=xp)
+        del inverse, terms
         st.count(lam=round(fs_model.lam, 5), patterns=int(uniq.size))
 
     # ---- cluster

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from gpucdp.errors import SettingsError
-from gpucdp.model import FSModel, decode, estimate_u, strides, train_em
+from gpucdp.model import FSModel, decode, estimate_u, pair_probabilities, strides, train_em
 from gpucdp.settings import ComparisonSettings
 
 
@@ -114,3 +114,37 @@ def test_model_round_trip_and_validation(tmp_path):
         FSModel.from_dict(bad)
     with pytest.raises(SettingsError, match="does not exist"):
         load_model(tmp_path / "nope.json")
+
+
+@pytest.mark.parametrize("keep_weights", [False, True])
+def test_pair_probabilities_are_the_same_on_the_host_and_as_array_operations(keep_weights):
+    from strict_xp import StrictXP
+
+    rng = np.random.default_rng(5)
+    p, n, m = 40, 500, 20_000
+    pattern_weight = rng.normal(0, 40, p)  # some beyond ±60, where the probability is clipped
+    inverse = rng.integers(0, p, m).astype(np.int32)
+    left = rng.integers(0, n, m).astype(np.int32)
+    terms = [(rng.random(p) < 0.5, rng.normal(0, 3, n)) for _ in range(2)]
+    # the formula, spelled out
+    want_weights = pattern_weight[inverse]
+    for exact, adjustment in terms:
+        hit = exact[inverse]
+        want_weights[hit] += 0.8 * adjustment[left[hit]]
+    want = 1.0 / (1.0 + np.exp2(-np.clip(want_weights, -60, 60)))
+    host, weights = pair_probabilities(pattern_weight, inverse, left, terms, 0.8, chunk_size=999,
+                                       keep_weights=keep_weights)
+    xp = StrictXP()  # the device's array operations, a chunk of pairs at a time
+    device, device_weights = pair_probabilities(
+        xp.asarray(pattern_weight), xp.asarray(inverse), xp.asarray(left),
+        [(xp.asarray(e), xp.asarray(a)) for e, a in terms], 0.8, chunk_size=999, keep_weights=keep_weights, xp=xp)
+    np.testing.assert_allclose(host, want, rtol=1e-15, atol=0)  # exp2: numpy's and Numba's libm may round apart
+    np.testing.assert_allclose(device.get(), want, rtol=1e-15, atol=0)
+    if keep_weights:
+        np.testing.assert_array_equal(weights, want_weights)
+        np.testing.assert_array_equal(device_weights.get(), want_weights)
+    else:
+        assert weights is None and device_weights is None
+    empty, _ = pair_probabilities(np.zeros(0), np.zeros(0, np.int32), np.zeros(0, np.int32), [], 0.8, chunk_size=10)
+    assert empty.shape == (0,)
+
