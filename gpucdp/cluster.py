@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numba
 import numpy as np
 
 from gpucdp.arrays import run_starts, stable_argsort
@@ -48,6 +49,8 @@ def _relabel_first_seen(labels: Any, xp: Any = np) -> Any:
     n = labels.shape[0]
     if n == 0:
         return labels.astype(xp.int64)
+    if xp is np:  # one pass on the host, where the sorts below took ~0.4 s for 3M records
+        return _relabel_first_seen_host(labels, int(labels.max()) + 1)
     # A stable sort puts each label's first record at the head of its run.
     by_label = stable_argsort(labels, xp)
     head = run_starts(labels[by_label], xp)
@@ -59,16 +62,96 @@ def _relabel_first_seen(labels: Any, xp: Any = np) -> Any:
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def _relabel_first_seen_host(labels, bound):
+    new = np.full(bound, -1, dtype=np.int64)
+    out = np.empty(labels.shape[0], dtype=np.int64)
+    seen = 0
+    for i in range(labels.shape[0]):
+        label = labels[i]
+        if new[label] < 0:
+            new[label] = seen
+            seen += 1
+        out[i] = new[label]
+    return out
+
+
 def _max_per_record(n: int, left: Any, right: Any, values: Any, xp: Any = np) -> Any:
     """The largest of ``values`` (>= 0) over the edges at each record: float64[n], NaN where a record has none.
 
-    ``maximum.at`` is a scatter on both numpy and CuPy (whose ``.at`` has no ``fmax``, hence -1 for "none").
+    ``maximum.at`` is a scatter on both numpy and CuPy (whose ``.at`` has no ``fmax``, hence -1 for "none");
+    the host runs the same scatter as a Numba loop, several times faster than numpy's ``.at``.
     """
     out = xp.full(n, -1.0, dtype=xp.float64)
-    xp.maximum.at(out, left, values)
-    xp.maximum.at(out, right, values)
+    if xp is np:
+        _max_at_host(out, left, right, values)
+    else:
+        xp.maximum.at(out, left, values)
+        xp.maximum.at(out, right, values)
     out[out < 0] = xp.nan
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _max_at_host(out, left, right, values):
+    for i in range(values.shape[0]):
+        v = values[i]
+        if v > out[left[i]]:
+            out[left[i]] = v
+        if v > out[right[i]]:
+            out[right[i]] = v
+
+
+# Edges per block of the host's two parallel passes that keep edges.
+_KEEP_BLOCK = 1 << 16
+
+
+def _kept_edges(n: int, left: Any, right: Any, probability: Any, steps: Any, record_step: Any,
+                xp: Any = np) -> tuple[Any, Any, Any]:
+    """The edges whose probability reaches their step's threshold, in their order.
+
+    An edge's step is the larger of its records' ``record_step`` (int8[n]; None: step 0 for every record), and
+    its threshold ``steps[step]`` (float64[GUARD_STEPS + 1]). On the host two parallel Numba passes count and
+    write the kept edges, with no mask and no per-edge temporary; the device compresses by a mask.
+    """
+    if xp is np:
+        if record_step is None:
+            record_step = np.zeros(n, dtype=np.int8)
+        blocks = (int(left.shape[0]) + _KEEP_BLOCK - 1) // _KEEP_BLOCK
+        starts = np.zeros(blocks + 1, dtype=np.int64)
+        _count_kept(left, right, probability, steps, record_step, _KEEP_BLOCK, starts[1:])
+        np.cumsum(starts, out=starts)
+        kept = int(starts[-1])
+        out = (np.empty(kept, left.dtype), np.empty(kept, right.dtype), np.empty(kept, probability.dtype))
+        _write_kept(left, right, probability, steps, record_step, _KEEP_BLOCK, starts, *out)
+        return out
+    if record_step is None:
+        mask = probability >= float(steps[0])
+    else:
+        mask = probability >= steps[xp.maximum(record_step[left], record_step[right])]
+    return left[mask], right[mask], probability[mask]
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _count_kept(left, right, probability, steps, record_step, block, counts):
+    for b in numba.prange(counts.shape[0]):
+        count = 0
+        for i in range(b * block, min((b + 1) * block, left.shape[0])):
+            if probability[i] >= steps[max(record_step[left[i]], record_step[right[i]])]:
+                count += 1
+        counts[b] = count
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _write_kept(left, right, probability, steps, record_step, block, starts, out_left, out_right, out_probability):
+    for b in numba.prange(starts.shape[0] - 1):
+        at = starts[b]
+        for i in range(b * block, min((b + 1) * block, left.shape[0])):
+            if probability[i] >= steps[max(record_step[left[i]], record_step[right[i]])]:
+                out_left[at] = left[i]
+                out_right[at] = right[i]
+                out_probability[at] = probability[i]
+                at += 1
 
 
 def size_summary(labels: np.ndarray) -> dict[str, Any]:
@@ -118,15 +201,14 @@ def cluster_pairs(
     probability = xp.asarray(probability, dtype=xp.float64)
     edges_scored = int(left.shape[0])
     # A stricter threshold only ever removes edges, so the guard works on the edges kept at the threshold:
-    # about one per record, where the scored pairs are many.
-    kept = probability >= threshold
-    left, right, probability = left[kept], right[kept], probability[kept]
-    del kept
-    edge_mask = None  # every kept edge, until the guard raises a threshold
-    labels = xp.asarray(backend.connected_components(n, left, right))
+    # about one per record, where the scored pairs are many. Each guard round raises some records' step, so
+    # its edges are a subset of the round before's, and are kept from those.
     steps = [threshold]
     for _ in range(GUARD_STEPS):
         steps.append(1.0 - (1.0 - steps[-1]) / 10.0)
+    steps = xp.asarray(np.array(steps, dtype=np.float64))
+    left, right, probability = _kept_edges(n, left, right, probability, steps, None, xp)
+    labels = xp.asarray(backend.connected_components(n, left, right))
     record_step = xp.zeros(n, dtype=xp.int8)  # 0..GUARD_STEPS: gathered per edge, so the narrowest type
     guard_rounds = 0
     split_clusters = 0
@@ -139,11 +221,8 @@ def cluster_pairs(
         split_clusters += int(big.sum())
         in_big = big[labels]
         record_step[in_big] = xp.minimum(record_step[in_big] + 1, GUARD_STEPS)
-        edge_step = xp.maximum(record_step[left], record_step[right])
-        edge_mask = probability >= xp.asarray(steps)[edge_step]
-        labels = xp.asarray(backend.connected_components(n, left[edge_mask], right[edge_mask]))
-    if edge_mask is not None:
-        left, right, probability = left[edge_mask], right[edge_mask], probability[edge_mask]
+        left, right, probability = _kept_edges(n, left, right, probability, steps, record_step, xp)
+        labels = xp.asarray(backend.connected_components(n, left, right))
     # Per record from here on: what the profiles need comes back to the host, the pairs stay where they are.
     record_probability = _max_per_record(n, left, right, probability, xp)
     if position is not None:  # back to input order, before the labels are numbered by first record

@@ -66,6 +66,48 @@ def test_record_probability_is_strongest_kept_edge():
     assert np.isnan(r.record_probability[3])
 
 
+def _reference_guard(n, edges, threshold, cap, rounds=4):
+    """The guard as specified: each round, records in clusters above ``cap`` step up one threshold
+    (1 - (1 - t) / 10), and every edge kept at the threshold is checked again against its records' higher step."""
+    steps = [threshold]
+    for _ in range(rounds):
+        steps.append(1 - (1 - steps[-1]) / 10)
+    step = [0] * n
+
+    def kept():
+        return [(a, b, p) for a, b, p in edges if p >= steps[max(step[a], step[b])]]
+
+    labels = _naive_components(n, [(a, b) for a, b, _ in kept()])
+    for _ in range(rounds):
+        sizes = {label: labels.count(label) for label in labels}
+        big = [i for i in range(n) if sizes[labels[i]] > cap]
+        if not big:
+            break
+        for i in big:
+            step[i] = min(step[i] + 1, rounds)
+        labels = _naive_components(n, [(a, b) for a, b, _ in kept()])
+    strongest = [max((p for a, b, p in kept() if i in (a, b)), default=float("nan")) for i in range(n)]
+    return labels, strongest
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(2, 30).flatmap(lambda n: st.tuples(
+    st.just(n), st.integers(1, 6),
+    st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1),
+                       st.sampled_from([0.5, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.99999, 1.0])), max_size=60))))
+def test_guard_rounds_match_the_specification(case):
+    # thresholds 0.9, 0.99, 0.999, 0.9999, 0.99999: edges are drawn around each, so that rounds split clusters
+    n, cap, edges = case
+    left = np.array([e[0] for e in edges], dtype=np.int32)
+    right = np.array([e[1] for e in edges], dtype=np.int32)
+    prob = np.array([e[2] for e in edges], dtype=np.float64)
+    r = cluster_pairs(n, left, right, prob, threshold=0.9, max_cluster_size=cap, split_oversized=True,
+                      backend=BACKEND)
+    labels, strongest = _reference_guard(n, edges, 0.9, cap)
+    assert _same_partition(r.labels.tolist(), labels)
+    np.testing.assert_array_equal(r.record_probability, np.array(strongest, dtype=np.float64))
+
+
 def test_size_summary():
     s = size_summary(np.array([0, 0, 1, 2, 2, 2, 3]))
     assert s["clusters"] == 4 and s["singletons"] == 2 and s["max_size"] == 3
