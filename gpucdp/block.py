@@ -28,6 +28,7 @@ from gpucdp.arrays import cached_factorize, repeat, run_starts, stable_argsort
 from gpucdp.backend import to_host
 from gpucdp.errors import BackendUnavailableError, InputError, SettingsError
 from gpucdp.kernels import pairs as pairs_kernels
+from gpucdp.parallel import thread_map
 
 __all__ = [
     "CELL_SIZE",
@@ -152,7 +153,7 @@ def pack_pairs(left: Any, right: Any, n: int, xp: Any = np) -> Any:
     return xp.where(lo == hi, -1, lo * n + hi)
 
 
-def union_pairs(parts: list, n: int, xp: Any = np) -> tuple[Any, Any]:
+def union_pairs(parts: list, n: int, xp: Any = np, threads: int = 1) -> tuple[Any, Any]:
     """Canonical pairs (``left < right``, unique, sorted) from lists of keys made by :func:`pack_pairs`.
 
     ``parts`` is emptied: its arrays are copied one after the other into one array (or the only one taken),
@@ -161,6 +162,10 @@ def union_pairs(parts: list, n: int, xp: Any = np) -> tuple[Any, Any]:
     whole, and the peak is two copies of the keys, 8 bytes a pair each). The distinct keys are then decoded
     into ``left`` and ``right`` (:func:`pair_dtype`): on the host in one pass, with no compacted copy of the
     keys, so the peak is 8 bytes a raw pair plus 8 (int32) a distinct one.
+
+    ``threads`` (host only): the keys are sorted in that many runs at once, in place, and the runs merged as
+    they are decoded (:func:`_decode_distinct`), since one sort of 68M keys took ~1.5-1.8 s on one core. The
+    result does not depend on it.
     """
     if not parts:
         return _empty_pairs(xp, pair_dtype(n))
@@ -174,11 +179,11 @@ def union_pairs(parts: list, n: int, xp: Any = np) -> tuple[Any, Any]:
             keys[start : start + part.size] = part
             start += int(part.size)
             del part
-    keys.sort()
     if keys.size == 0:
         return _empty_pairs(xp, pair_dtype(n))
     if xp is np:
-        return _decode_distinct(keys, n)
+        return _decode_distinct(keys, n, threads)
+    keys.sort()
     keep = run_starts(keys, xp)
     keep &= keys >= 0  # self pairs were packed as -1
     return _split_keys(keys[keep], n, xp)
@@ -196,21 +201,86 @@ def _split_keys(keys: Any, n: int, xp: Any = np) -> tuple[Any, Any]:
 _DECODE_BLOCK = 1 << 20
 
 
-def _decode_distinct(keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct non-negative keys of sorted ``keys``, decoded into ``(left, right)`` (:func:`pair_dtype`).
+def _decode_distinct(keys: np.ndarray, n: int, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct non-negative keys of ``keys`` (sorted here, in place), decoded into ``(left, right)``
+    (:func:`pair_dtype`), in ascending key order.
 
-    Two parallel passes over blocks of the keys: count each block's distinct keys, then decode them straight
-    to their place, so neither a keep-mask nor a compacted copy of the keys is made.
+    One thread: the keys are sorted, then two parallel passes over blocks of them count each block's distinct
+    keys and decode them straight to their place, so neither a keep-mask nor a compacted copy of the keys is
+    made. More threads: the keys are cut into that many runs, each sorted in place on its own thread (numpy's
+    sort releases the GIL), and the runs are merged by ranges of key values (:func:`_merge_ranges`), a range
+    per task, counted and then decoded in the same two passes.
     """
-    n_blocks = (keys.size + _DECODE_BLOCK - 1) // _DECODE_BLOCK
-    counts = np.zeros(n_blocks + 1, dtype=np.int64)
-    _count_distinct(keys, _DECODE_BLOCK, counts[1:])
-    np.cumsum(counts, out=counts)
+    runs = max(1, min(threads, keys.size // _MIN_SORT_RUN))
+    if runs == 1:
+        keys.sort()
+        n_blocks = (keys.size + _DECODE_BLOCK - 1) // _DECODE_BLOCK
+        counts = np.zeros(n_blocks + 1, dtype=np.int64)
+        _count_distinct(keys, _DECODE_BLOCK, counts[1:])
+        np.cumsum(counts, out=counts)
+        dtype = pair_dtype(n)
+        left = np.empty(int(counts[-1]), dtype=dtype)
+        right = np.empty(int(counts[-1]), dtype=dtype)
+        _decode_blocks(keys, _DECODE_BLOCK, counts, n, left, right)
+        return left, right
+    edges = np.linspace(0, keys.size, runs + 1).astype(np.int64)
+    thread_map(lambda r: keys[edges[r]:edges[r + 1]].sort(), range(runs), runs)
+    # Range boundaries from every run's quantiles, so that the ranges hold about as many keys each; a
+    # value's every copy falls in one range, so a range's distinct keys are its own.
+    ranges = 4 * runs
+    picks = np.concatenate([keys[edges[r] + (edges[r + 1] - edges[r]) * np.arange(1, ranges) // ranges]
+                            for r in range(runs)])
+    bounds = np.unique(np.sort(picks)[runs // 2::runs])
+    cuts = np.empty((runs, bounds.size + 2), dtype=np.int64)  # where each range starts in each run
+    for r in range(runs):
+        run = keys[edges[r]:edges[r + 1]]
+        cuts[r, 0], cuts[r, -1] = edges[r], edges[r + 1]
+        cuts[r, 1:-1] = edges[r] + np.searchsorted(run, bounds, side="left")
+    counts = np.zeros(cuts.shape[1], dtype=np.int64)
     dtype = pair_dtype(n)
-    left = np.empty(int(counts[-1]), dtype=dtype)
-    right = np.empty(int(counts[-1]), dtype=dtype)
-    _decode_blocks(keys, _DECODE_BLOCK, counts, n, left, right)
+    nothing = np.empty(0, dtype=dtype)
+    _merge_ranges(keys, cuts, n, counts, nothing, nothing, False)
+    starts = np.zeros(cuts.shape[1], dtype=np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    left = np.empty(int(starts[-1]), dtype=dtype)
+    right = np.empty(int(starts[-1]), dtype=dtype)
+    _merge_ranges(keys, cuts, n, starts, left, right, True)
     return left, right
+
+
+# Fewest keys a sorted run of _decode_distinct holds (fewer keys: fewer runs, down to one sort).
+_MIN_SORT_RUN = 1 << 20
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _merge_ranges(keys, cuts, n, starts, left, right, write):
+    # Range j is cuts[r, j]:cuts[r, j + 1] of every sorted run r: merged by taking the smallest head each step
+    # (the runs are few: one per thread), each distinct non-negative key counted into starts[j], or, with
+    # ``write``, decoded from starts[j] on.
+    runs = cuts.shape[0]
+    for j in numba.prange(cuts.shape[1] - 1):
+        at = cuts[:, j].copy()
+        end = cuts[:, j + 1]
+        out = starts[j] if write else 0
+        previous = -1
+        while True:
+            best = -1
+            key = 0
+            for r in range(runs):
+                if at[r] < end[r] and (best < 0 or keys[at[r]] < key):
+                    best = r
+                    key = keys[at[r]]
+            if best < 0:
+                break
+            at[best] += 1
+            if key >= 0 and key != previous:
+                if write:
+                    left[out] = key // n
+                    right[out] = key % n
+                out += 1
+                previous = key
+        if not write:
+            starts[j] = out
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)

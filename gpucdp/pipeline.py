@@ -368,7 +368,7 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
             key_parts.append(keys)
             del keys
             rule_stats.append({"rule": rule, "max_block_size": max_block_size, **stats})
-        left, right = block_stage.union_pairs(key_parts, n, xp)
+        left, right = block_stage.union_pairs(key_parts, n, xp, threads=threads)
         left, right = block_stage.filter_mode(left, right, source_codes[layout], resolved.mode, xp)
         block_counts.update({"rules": rule_stats, "candidate_pairs": int(left.shape[0])})
         st.count(candidate_pairs=int(left.shape[0]))

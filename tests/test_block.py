@@ -102,6 +102,34 @@ def test_packed_rule_keys_and_their_union_match_brute_force(rules, extra, cap):
     assert list(zip(lo.tolist(), hi.tolist())) == sorted(want) and parts == []
 
 
+@settings(max_examples=60, deadline=None)
+@given(pairs=pairs_strategy, threads=st.integers(2, 7), min_run=st.integers(1, 6))
+def test_union_merges_runs_sorted_on_threads_as_one_sort_does(pairs, threads, min_run):
+    # runs of a few keys each (the minimum run lowered), merged by ranges of values: equal keys and self
+    # pairs spread over several runs must come out once, in order, whatever the number of runs
+    n = 31
+    left = np.array([p[0] for p in pairs], dtype=np.int64)
+    right = np.array([p[1] for p in pairs], dtype=np.int64)
+    keys = np.concatenate([pack_pairs(left, right, n), pack_pairs(right[::-1], left[::-1], n)])
+    want = sorted({(min(a, b), max(a, b)) for a, b in pairs if a != b})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(block, "_MIN_SORT_RUN", min_run)
+        lo, hi = union_pairs([keys.copy()], n, threads=threads)
+    assert list(zip(lo.tolist(), hi.tolist())) == want
+    assert lo.dtype == hi.dtype == np.int32
+
+
+def test_union_on_threads_at_scale():
+    rng = np.random.default_rng(3)
+    n = 50_000
+    keys = pack_pairs(rng.integers(0, n, 3_000_000), rng.integers(0, n, 3_000_000), n)
+    one = union_pairs([keys.copy()], n)
+    for threads in (2, 3, 8):
+        many = union_pairs([keys.copy()], n, threads=threads)
+        np.testing.assert_array_equal(many[0], one[0])
+        np.testing.assert_array_equal(many[1], one[1])
+
+
 @settings(max_examples=50, deadline=None)
 @given(pairs=pairs_strategy, block_size=st.integers(1, 9))
 def test_union_decodes_distinct_keys_across_blocks_as_the_device_path_does(pairs, block_size):
