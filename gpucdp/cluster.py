@@ -96,10 +96,8 @@ def _max_per_record(n: int, left: Any, right: Any, values: Any, xp: Any = np) ->
 def _max_at_host(out, left, right, values):
     for i in range(values.shape[0]):
         v = values[i]
-        if v > out[left[i]]:
-            out[left[i]] = v
-        if v > out[right[i]]:
-            out[right[i]] = v
+        out[left[i]] = max(out[left[i]], v)
+        out[right[i]] = max(out[right[i]], v)
 
 
 # Edges per block of the host's two parallel passes that keep edges.
