@@ -68,12 +68,48 @@ def counting_argsort(keys: np.ndarray, bound: int) -> np.ndarray:
 
 def stable_argsort(keys: Any, xp: Any = np) -> Any:
     """``xp.argsort(keys, kind="stable")`` of non-negative int keys; on the host a counting sort when the keys
-    are dense enough (largest below 4× their count), which gives the same order."""
+    are dense enough (largest below 4× their count), else an LSD radix sort: the same order either way."""
     if xp is np and keys.size:
         bound = int(keys.max()) + 1
+        keys = np.ascontiguousarray(keys, dtype=np.int64)
         if bound <= 4 * keys.size:
-            return counting_argsort(np.ascontiguousarray(keys, dtype=np.int64), bound)
+            return counting_argsort(keys, bound)
+        bits = (bound - 1).bit_length()
+        passes = -(-bits // 16)
+        return _radix_argsort(keys, bits, -(-bits // passes))
     return xp.argsort(keys, kind="stable")
+
+
+@numba.njit(cache=True, nogil=True)
+def _radix_argsort(keys, bits, digit):
+    # Least significant digit first, each pass a stable counting sort of (key, index) by ``digit`` bits: the
+    # keys travel with their indices, so no pass reads through a permutation. Where numpy's stable argsort of
+    # 3M sparse int64 keys (a key rule's combined codes) took 0.55-0.63 s, this took 0.17-0.19 s.
+    n = keys.shape[0]
+    size = 1 << digit
+    mask = size - 1
+    key_in = keys.copy()
+    index_in = np.arange(n)
+    key_out = np.empty(n, dtype=np.int64)
+    index_out = np.empty(n, dtype=np.int64)
+    counts = np.empty(size + 1, dtype=np.int64)
+    shift = 0
+    while shift < bits:
+        counts[:] = 0
+        for i in range(n):
+            counts[((key_in[i] >> shift) & mask) + 1] += 1
+        for d in range(size):
+            counts[d + 1] += counts[d]
+        for i in range(n):
+            d = (key_in[i] >> shift) & mask
+            at = counts[d]
+            key_out[at] = key_in[i]
+            index_out[at] = index_in[i]
+            counts[d] = at + 1
+        key_in, key_out = key_out, key_in
+        index_in, index_out = index_out, index_in
+        shift += digit
+    return index_in
 
 
 def unique_sorted(keys: Any, xp: Any = np) -> Any:
