@@ -101,4 +101,5 @@ def test_a_run_gives_the_same_results_on_any_thread_count(records):
     pd.testing.assert_frame_equal(one.profiles, many.profiles)
     pd.testing.assert_frame_equal(one.membership, many.membership)
     pd.testing.assert_frame_equal(one.pairs, many.pairs)
+    assert one.model.to_dict() == many.model.to_dict()  # EM's parallel steps sum in one order
     assert (one.manifest["threads"], many.manifest["threads"]) == (1, 3)
