@@ -81,6 +81,9 @@ def bench_size(n: int, *, workdir: Path, backend: str, seed: int, difficulty: fl
         "peak_rss_bytes": run["peak_rss_bytes"],
         "peak_device_bytes": run["device_memory"].get("peak_bytes"),
         "stages": stages,
+        # CPU seconds over wall seconds per stage: the cores each stage kept busy on average
+        "cores_busy": {name: round(info.get("cpu_seconds", 0.0) / max(info["seconds"], 1e-9), 2)
+                       for name, info in run["stages"].items()},
         "pairwise": run["pairwise"],
         "bcubed": run["bcubed"],
         "blocking": run["blocking_quality"],
@@ -158,6 +161,12 @@ def main(argv=None) -> int:
             return f"{value:.2f}" + (f" ({growth:.2f})" if growth else "")
         scale.add_row(f"{s['records']:,}", cell("total"), cell("pairs_per_record"), *[cell(n) for n in stage_names])
     console.print(scale)
+    busy = Table(title=f"cores kept busy per stage (CPU seconds / wall seconds; {os.cpu_count()} cores)")
+    for col in ["records", *stage_names]:
+        busy.add_column(col, justify="right")
+    for r in rows:
+        busy.add_row(f"{r['records']:,}", *[f"{r['cores_busy'].get(s, 0):.2f}" for s in stage_names])
+    console.print(busy)
     return 0
 
 

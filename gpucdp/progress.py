@@ -69,14 +69,17 @@ class Reporter:
             )
             progress.start()
             handle._progress, handle._task = progress, progress.add_task(name, total=total)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         try:
             yield handle
         finally:
             if progress is not None:
                 progress.stop()
         seconds = time.perf_counter() - start
-        self.stages[name] = {"seconds": round(seconds, 4), **handle.counts}
+        # the process's CPU time over the stage, every thread's: cpu_seconds / seconds is how many cores it kept
+        # busy on average (a stage near 1.0 on a many-core machine is one to spread over threads)
+        cpu_seconds = time.process_time() - cpu_start
+        self.stages[name] = {"seconds": round(seconds, 4), "cpu_seconds": round(cpu_seconds, 4), **handle.counts}
         if not self.quiet:
             detail = ", ".join(f"{k}={_fmt(v)}" for k, v in handle.counts.items() if _scalar(v))
             self.console.print(f"[green]✓[/green] {name:<12} {seconds:8.2f} s  {detail}")
@@ -96,7 +99,8 @@ class Reporter:
             seconds = float(info["seconds"])
             total += seconds
             rate = f"{records / seconds:,.0f}" if seconds > 0 else "-"
-            counts = ", ".join(f"{k}={_fmt(v)}" for k, v in info.items() if k != "seconds" and _scalar(v))
+            counts = ", ".join(f"{k}={_fmt(v)}" for k, v in info.items()
+                               if k not in ("seconds", "cpu_seconds") and _scalar(v))
             table.add_row(name, f"{seconds:.2f}", rate, counts)
         table.add_row("[bold]total", f"[bold]{total:.2f}", f"[bold]{records / total:,.0f}" if total else "-", "")
         return table

@@ -77,6 +77,9 @@ def test_outputs_written(run):
     assert manifest["records"] == N_RECORDS
     assert set(manifest["stages"]) >= {"read", "standardize", "embed", "knn", "block", "compare", "model",
                                        "cluster", "profiles"}
+    # each stage's CPU time, every thread's (a loaded machine may give a stage less CPU than wall time)
+    assert all(info["cpu_seconds"] >= 0 for info in manifest["stages"].values())
+    assert manifest["stages"]["compare"]["cpu_seconds"] > 0
     assert manifest["blocking"]["knn"] == "run"  # small input on the CPU: kNN runs under "auto"
     assert pd.read_parquet(out / "membership.parquet").shape[0] == N_RECORDS
     pairs = pd.read_parquet(out / "pairs.parquet")
