@@ -165,7 +165,8 @@ def main(argv=None) -> int:
     for col in ["records", *stage_names]:
         busy.add_column(col, justify="right")
     for r in rows:
-        busy.add_row(f"{r['records']:,}", *[f"{r['cores_busy'].get(s, 0):.2f}" for s in stage_names])
+        busy.add_row(f"{r['records']:,}", *[f"{r['cores_busy'][s]:.2f}" if s in r["cores_busy"] else ""
+                                              for s in stage_names])
     console.print(busy)
     return 0
 

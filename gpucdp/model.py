@@ -423,7 +423,9 @@ def pair_probabilities(pattern_weight: Any, inverse: Any, left: Any, terms: list
         Each pair's first record, as ``adjustment`` numbers the records.
     terms : list of (exact : bool[p], adjustment : float64[n])
         Per term-frequency comparison: which distinct patterns are exact on it, and each record's adjustment
-        (:meth:`FSModel.tf_adjustment`), in order: the additions are made in this order.
+        (:meth:`FSModel.tf_adjustment`), in order: the additions are made in this order. On the host the list
+        is emptied as it is read, so that each adjustment is freed once copied (when the caller holds no other
+        reference).
     tf_weight : float
     chunk_size : int
         Pairs per step of the device's array operations, which make temporaries per pair.
@@ -443,9 +445,8 @@ def pair_probabilities(pattern_weight: Any, inverse: Any, left: Any, terms: list
     if xp is np:
         exact = np.zeros((pattern_weight.shape[0], len(terms)), dtype=np.bool_)
         adjustments = np.zeros((len(terms), 0 if not terms else terms[0][1].shape[0]), dtype=np.float64)
-        for t, (exact_pattern, adjustment) in enumerate(terms):
-            exact[:, t] = exact_pattern
-            adjustments[t] = adjustment
+        for t in range(len(terms)):
+            exact[:, t], adjustments[t] = terms.pop(0)
         probability = np.empty(m, dtype=np.float64)
         weights = np.empty(m, dtype=np.float64) if keep_weights else probability
         _pair_probabilities_host(inverse, np.asarray(pattern_weight, dtype=np.float64), left, exact, adjustments,

@@ -482,6 +482,7 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
             # gathered for the pairs, so the logarithm runs once per record, not once per pair
             adjustment = xp.asarray(fs_model.tf_adjustment(tf, baseline, resolved.model.tf_minimum_u)[layout])
             terms.append((xp.asarray(exact_pattern), adjustment))
+            del adjustment
         probability, weights = pair_probabilities(pattern_weight, inverse, left, terms, resolved.model.tf_weight,
                                                   chunk_size=chunk_size, keep_weights=write_pairs, xp=xp)
         del inverse, terms

@@ -132,8 +132,10 @@ def test_pair_probabilities_are_the_same_on_the_host_and_as_array_operations(kee
         hit = exact[inverse]
         want_weights[hit] += 0.8 * adjustment[left[hit]]
     want = 1.0 / (1.0 + np.exp2(-np.clip(want_weights, -60, 60)))
-    host, weights = pair_probabilities(pattern_weight, inverse, left, terms, 0.8, chunk_size=999,
+    given = list(terms)
+    host, weights = pair_probabilities(pattern_weight, inverse, left, given, 0.8, chunk_size=999,
                                        keep_weights=keep_weights)
+    assert given == []  # emptied as read, so that each adjustment can be freed once copied
     xp = StrictXP()  # the device's array operations, a chunk of pairs at a time
     device, device_weights = pair_probabilities(
         xp.asarray(pattern_weight), xp.asarray(inverse), xp.asarray(left),
