@@ -43,6 +43,24 @@ def test_profile_ids_from_arrow_arrays_equal_the_reference():
     assert profile_ids(labels, np.array(source, dtype=object), record_id).to_pylist() == expected
 
 
+def test_profile_anchor_is_the_smallest_by_bytes_with_prefixes_and_multibyte_ids():
+    # one cluster per case: a prefix sorts first, bytes compare unsigned (é = c3 a9 after z = 7a), and the
+    # source decides before the record id
+    cases = [
+        (["crm", "crm", "crm"], ["10", "1", "1a"]),
+        (["crm", "crm"], ["z", "é"]),
+        (["web", "crm"], ["1", "9"]),
+        (["crm", "crm", "crm"], ["😀", "e\u0301", "ẽ"]),
+        (["pos", "pos"], ["", "0"]),
+    ]
+    labels = np.concatenate([np.full(len(ids), k) for k, (_, ids) in enumerate(cases)])
+    source = [s for sources, _ in cases for s in sources]
+    record_id = [r for _, ids in cases for r in ids]
+    order = np.random.default_rng(0).permutation(len(labels))  # any input order
+    got = profile_ids(labels[order], [source[i] for i in order], [record_id[i] for i in order]).to_pylist()
+    assert got == _reference_ids(labels[order], [source[i] for i in order], [record_id[i] for i in order])
+
+
 def test_build_profiles_tables():
     prepared = pd.DataFrame({"first_name": ["john", "jon", "john", None, "amy"],
                              "email": ["a@x.com", None, "b@x.com", "c@y.com", None]})
