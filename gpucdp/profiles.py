@@ -18,7 +18,6 @@ import numba
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from gpucdp.arrays import cached_factorize, factorize, run_starts, unique_counts, unique_sorted
 from gpucdp.embed import column_buffers
@@ -46,12 +45,17 @@ def profile_ids(labels: np.ndarray, source: Strings, record_id: Strings) -> pa.A
     # each cluster's smallest (source, record_id), bytes compared as Arrow's sort compares them (UTF-8 byte
     # order is code point order): one pass over the records, where a sort of every record's strings took
     # ~1.7 s at 3M records on one core, the longest task of the profiles stage
-    anchor = pa.array(_anchors(labels, n_clusters, *column_buffers(source), *column_buffers(record_id)))
-    large = pa.large_string()  # one string type for the join, whatever the inputs' types
-    text = pc.binary_join_element_wise(source.take(anchor).cast(large), record_id.take(anchor).cast(large),
-                                       pa.scalar("\x1f", large))
-    hashed = pd.util.hash_array(np.asarray(text.to_numpy(zero_copy_only=False), dtype=object),
-                                hash_key=_HASH_KEY, categorize=False)
+    buffers = (*column_buffers(source), *column_buffers(record_id))
+    anchor = _anchors(labels, n_clusters, *buffers)
+    # pd.util.hash_array(anchors' "source\x1frecord_id", hash_key=_HASH_KEY, categorize=False), the ids since
+    # the first release, computed from the buffers: SipHash-2-4 of the bytes, then pandas' mixing step
+    hashed = np.empty(n_clusters, dtype=np.uint64)
+    _anchor_siphashes(anchor, *buffers, *_HASH_KEY_WORDS, hashed)
+    hashed ^= hashed >> np.uint64(30)
+    hashed *= np.uint64(0xBF58476D1CE4E5B9)
+    hashed ^= hashed >> np.uint64(27)
+    hashed *= np.uint64(0x94D049BB133111EB)
+    hashed ^= hashed >> np.uint64(31)
     return _hex_ids(hashed)
 
 
@@ -71,6 +75,79 @@ def _anchors(labels, n_clusters, source_chars, source_offsets, id_chars, id_offs
         if order < 0:
             anchor[label] = i
     return anchor
+
+
+# SipHash-2-4's initialisation constants ("somepseudorandomlygeneratedbytes")
+_SIP = (np.uint64(0x736F6D6570736575), np.uint64(0x646F72616E646F6D), np.uint64(0x6C7967656E657261),
+        np.uint64(0x7465646279746573))
+_HASH_KEY_WORDS = tuple(np.frombuffer(_HASH_KEY.encode(), dtype="<u8").astype(np.uint64))  # k0, k1
+_SEPARATOR = 0x1F
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _anchor_siphashes(anchor, source_chars, source_offsets, id_chars, id_offsets, k0, k1, out):
+    # SipHash-2-4 (as pandas' hash_object_array computes it) of source + "\x1f" + record_id of each anchor,
+    # read in place: byte j of that text comes from the source, the separator or the record id
+    for c in numba.prange(anchor.shape[0]):
+        i = anchor[c]
+        s0 = source_offsets[i]
+        n_source = source_offsets[i + 1] - s0
+        r0 = id_offsets[i]
+        length = n_source + 1 + id_offsets[i + 1] - r0
+        v0 = k0 ^ _SIP[0]
+        v1 = k1 ^ _SIP[1]
+        v2 = k0 ^ _SIP[2]
+        v3 = k1 ^ _SIP[3]
+        full = length - length % 8
+        tail = np.uint64(length) << np.uint64(56)
+        word = np.uint64(0)
+        for j in range(length):
+            if j < n_source:
+                byte = source_chars[s0 + j]
+            elif j == n_source:
+                byte = _SEPARATOR
+            else:
+                byte = id_chars[r0 + j - n_source - 1]
+            if j < full:
+                word |= np.uint64(byte) << np.uint64(8 * (j % 8))
+                if j % 8 == 7:
+                    v3 ^= word
+                    v0, v1, v2, v3 = _sip_rounds(v0, v1, v2, v3, 2)
+                    v0 ^= word
+                    word = np.uint64(0)
+            else:
+                tail |= np.uint64(byte) << np.uint64(8 * (j - full))
+        v3 ^= tail
+        v0, v1, v2, v3 = _sip_rounds(v0, v1, v2, v3, 2)
+        v0 ^= tail
+        v2 ^= np.uint64(0xFF)
+        v0, v1, v2, v3 = _sip_rounds(v0, v1, v2, v3, 4)
+        out[c] = v0 ^ v1 ^ v2 ^ v3
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _sip_rounds(v0, v1, v2, v3, count):
+    for _ in range(count):
+        v0 += v1
+        v1 = _rotl(v1, 13)
+        v1 ^= v0
+        v0 = _rotl(v0, 32)
+        v2 += v3
+        v3 = _rotl(v3, 16)
+        v3 ^= v2
+        v0 += v3
+        v3 = _rotl(v3, 21)
+        v3 ^= v0
+        v2 += v1
+        v1 = _rotl(v1, 17)
+        v1 ^= v2
+        v2 = _rotl(v2, 32)
+    return v0, v1, v2, v3
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _rotl(x, bits):
+    return (x << np.uint64(bits)) | (x >> np.uint64(64 - bits))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

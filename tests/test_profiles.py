@@ -52,6 +52,7 @@ def test_profile_anchor_is_the_smallest_by_bytes_with_prefixes_and_multibyte_ids
         (["web", "crm"], ["1", "9"]),
         (["crm", "crm", "crm"], ["😀", "e\u0301", "ẽ"]),
         (["pos", "pos"], ["", "0"]),
+        (["crm", "crm", "crm"], ["x" * 31, "x" * 6 + "é" * 20, "x" * 14 + "y"]),  # texts past one 8-byte word
     ]
     labels = np.concatenate([np.full(len(ids), k) for k, (_, ids) in enumerate(cases)])
     source = [s for sources, _ in cases for s in sources]
