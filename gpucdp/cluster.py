@@ -118,11 +118,12 @@ def _kept_edges(n: int, left: Any, right: Any, probability: Any, steps: Any, rec
             record_step = np.zeros(n, dtype=np.int8)
         blocks = (int(left.shape[0]) + _KEEP_BLOCK - 1) // _KEEP_BLOCK
         starts = np.zeros(blocks + 1, dtype=np.int64)
-        _count_kept(left, right, probability, steps, record_step, _KEEP_BLOCK, starts[1:])
+        nothing = (left[:0], right[:0], probability[:0])
+        _keep_pass(left, right, probability, steps, record_step, _KEEP_BLOCK, starts[1:], *nothing, False)
         np.cumsum(starts, out=starts)
         kept = int(starts[-1])
         out = (np.empty(kept, left.dtype), np.empty(kept, right.dtype), np.empty(kept, probability.dtype))
-        _write_kept(left, right, probability, steps, record_step, _KEEP_BLOCK, starts, *out)
+        _keep_pass(left, right, probability, steps, record_step, _KEEP_BLOCK, starts, *out, True)
         return out
     if record_step is None:
         mask = probability >= float(steps[0])
@@ -132,25 +133,21 @@ def _kept_edges(n: int, left: Any, right: Any, probability: Any, steps: Any, rec
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _count_kept(left, right, probability, steps, record_step, block, counts):
-    for b in numba.prange(counts.shape[0]):
-        count = 0
+def _keep_pass(left, right, probability, steps, record_step, block, starts, out_left, out_right, out_probability,
+               write):
+    # Block b of the edges: its kept edges counted into starts[b], or, with ``write``, written from starts[b] on
+    # (one function for both passes: one compilation).
+    for b in numba.prange((left.shape[0] + block - 1) // block):
+        at = starts[b] if write else 0
         for i in range(b * block, min((b + 1) * block, left.shape[0])):
             if probability[i] >= steps[max(record_step[left[i]], record_step[right[i]])]:
-                count += 1
-        counts[b] = count
-
-
-@numba.njit(cache=True, nogil=True, parallel=True)
-def _write_kept(left, right, probability, steps, record_step, block, starts, out_left, out_right, out_probability):
-    for b in numba.prange(starts.shape[0] - 1):
-        at = starts[b]
-        for i in range(b * block, min((b + 1) * block, left.shape[0])):
-            if probability[i] >= steps[max(record_step[left[i]], record_step[right[i]])]:
-                out_left[at] = left[i]
-                out_right[at] = right[i]
-                out_probability[at] = probability[i]
+                if write:
+                    out_left[at] = left[i]
+                    out_right[at] = right[i]
+                    out_probability[at] = probability[i]
                 at += 1
+        if not write:
+            starts[b] = at
 
 
 def size_summary(labels: np.ndarray) -> dict[str, Any]:
