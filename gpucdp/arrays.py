@@ -23,6 +23,7 @@ __all__ = [
     "dense_unique",
     "factorize",
     "factorize_columns",
+    "large_string_buffers",
     "repeat",
     "row_hashes",
     "run_starts",
@@ -222,6 +223,18 @@ _FMIX_1 = np.uint64(0xFF51AFD7ED558CCD)
 _FMIX_2 = np.uint64(0xC4CEB9FE1A85EC53)
 
 
+def large_string_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Views of a ``large_string`` array's value bytes and its n + 1 offsets (no copy); value ``i`` spans
+    ``chars[offsets[i]:offsets[i + 1]]`` (a null slot's span is whatever Arrow left there)."""
+    n = len(array)
+    _, offset_buffer, data_buffer = array.buffers()
+    if offset_buffer is None:  # an empty array may come without buffers
+        return np.zeros(0, dtype=np.uint8), np.zeros(n + 1, dtype=np.int64)
+    offsets = np.frombuffer(offset_buffer, dtype=np.int64, count=array.offset + n + 1)[array.offset :]
+    chars = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
+    return chars, offsets
+
+
 def row_hashes(columns: Sequence[pa.Array | pa.ChunkedArray]) -> np.ndarray:
     """A 64-bit hash of each row of aligned string columns (uint64[n]); equal rows hash equal.
 
@@ -238,14 +251,7 @@ def row_hashes(columns: Sequence[pa.Array | pa.ChunkedArray]) -> np.ndarray:
         for array in batch.columns:
             if not pa.types.is_large_string(array.type):
                 array = array.cast(pa.large_string())
-            _, offset_buffer, data_buffer = array.buffers()
-            if offset_buffer is None or data_buffer is None:  # no bytes at all: every value empty or null
-                offsets = np.zeros(len(array) + 1, dtype=np.int64)
-                chars = np.zeros(1, dtype=np.uint8)
-            else:
-                offsets = np.frombuffer(offset_buffer, dtype=np.int64, count=array.offset + len(array) + 1)
-                offsets = offsets[array.offset:]
-                chars = np.frombuffer(data_buffer, dtype=np.uint8)
+            chars, offsets = large_string_buffers(array)
             valid = (np.ones(len(array), dtype=np.bool_) if array.null_count == 0
                      else array.is_valid().to_numpy(zero_copy_only=False))
             _hash_strings_into(chars, offsets, valid, out[start:stop])

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gpucdp.arrays import large_string_buffers
 from gpucdp.backend import to_host
 from gpucdp.errors import InputError, SettingsError
 from gpucdp.semantic import SemanticEmbedder
@@ -62,7 +63,7 @@ def _to_large_string(column: Any, position: int) -> pa.Array:
 def _null_slots_hold_bytes(array: pa.Array) -> bool:
     """Whether some null slot of a ``large_string`` array spans bytes (the values' lengths fall short of the
     offsets' span). One pass over the lengths, against a copy of the whole column to fill the nulls."""
-    offsets = _arrow_buffers(array)[1]
+    offsets = large_string_buffers(array)[1]
     span = int(offsets[-1]) - int(offsets[0]) if offsets.size else 0
     return span != (pc.sum(pc.binary_length(array)).as_py() or 0)
 
@@ -121,18 +122,7 @@ def column_buffers(column: Any, position: int = 0) -> tuple[np.ndarray, np.ndarr
     InputError
         A column that cannot be read as strings.
     """
-    return _arrow_buffers(_to_large_string(column, position))
-
-
-def _arrow_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Views of a ``large_string`` array's value bytes and its n + 1 offsets (no copy)."""
-    n = len(array)
-    _, offset_buffer, data_buffer = array.buffers()
-    if offset_buffer is None:  # an empty array may come without buffers
-        return np.zeros(0, dtype=np.uint8), np.zeros(n + 1, dtype=np.int64)
-    offsets = np.frombuffer(offset_buffer, dtype=np.int64, count=array.offset + n + 1)[array.offset :]
-    chars = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
-    return chars, offsets
+    return large_string_buffers(_to_large_string(column, position))
 
 
 def _concat_buffers(buffers: Sequence[tuple[Any, Any]], xp: Any) -> tuple[Any, Any]:
