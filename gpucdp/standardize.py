@@ -310,7 +310,7 @@ def standardize(
         if ftype == "numeric":
             derived[field + "__num"], missing, unparseable = _numeric(column, xdf)
         else:
-            uniq = _Unique(column, xdf, dedupe=ftype not in _NEARLY_UNIQUE)
+            uniq = _Unique(column, xdf, dedupe=ftype not in _NEARLY_UNIQUE or _repeats(column))
             derived_u, blank_u, failed_u = _BY_TYPE[ftype](
                 uniq.values, xdf, table=table, date_order=date_order
             )
@@ -351,8 +351,23 @@ def row_parts(n: int, threads: int) -> list[tuple[int, int]]:
     return [(start, min(start + size, n)) for start in range(0, n, size)] or [(0, 0)]
 
 
-# Types whose values rarely repeat: factorizing them costs more than it saves.
+# Types whose values rarely repeat: factorizing them costs more than it saves, unless a sample of the column
+# says otherwise (a "text" field can be a city).
 _NEARLY_UNIQUE = frozenset({"email", "phone", "text"})
+# Rows of the sample, and the share of its values that must be distinct for a column to count as nearly unique.
+_SAMPLE_ROWS = 1 << 16
+_DISTINCT_SHARE = 0.5
+
+
+def _repeats(column: Any) -> bool:
+    """Whether fewer than half the values of an evenly spaced sample of ``column`` are distinct.
+
+    A sample sees few of the repeats of values that occur a handful of times each (emails across a person's
+    records), which factorizing would not pay for anyway, and nearly all those of a low-cardinality column.
+    """
+    sample = column.iloc[:: max(1, len(column) // _SAMPLE_ROWS)]
+    present = int(sample.count())
+    return present > 0 and int(sample.nunique()) < _DISTINCT_SHARE * present
 
 
 class _Unique:
@@ -403,9 +418,18 @@ class _Unique:
 
 
 def _as_str(values: Any) -> Any:
+    if values.dtype == _str_dtype():  # pandas' own string dtype already (as read from Arrow): nothing to do
+        return values
     # astype("str") keeps nulls on pandas 3 and cuDF; the where() keeps them on pandas 2 too (where it would
     # write "None").
     return values.astype("str").where(values.notna())
+
+
+@functools.lru_cache(maxsize=1)
+def _str_dtype() -> Any:
+    """The dtype ``astype("str")`` gives pandas strings, when it is a string dtype (pandas >= 3), else None."""
+    dtype = pandas.Series(["a"]).astype("str").dtype
+    return dtype if isinstance(dtype, pandas.StringDtype) else None
 
 
 def _to_host_list(values: Any) -> list:

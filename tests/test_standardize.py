@@ -539,3 +539,31 @@ def test_email_split_on_the_host_equals_the_regex_path_that_cudf_runs(monkeypatc
     pd.testing.assert_frame_equal(host, regex)
     assert host_stats == regex_stats
     assert host["email"].iloc[0] == "ab@gmail.com" and pd.isna(host["email"].iloc[1])
+
+
+def test_nearly_unique_types_are_factorized_when_a_sample_of_them_repeats(monkeypatch):
+    import gpucdp.standardize as std
+
+    cities = pd.Series(["London", " paris", None, "São Paulo", "LONDON", "   "] * 400, dtype="str")
+    phones = pd.Series([f"+1 415 555 {i:04d}" if i % 7 else None for i in range(2400)], dtype="str")
+    assert std._repeats(cities)
+    assert not std._repeats(phones)
+    assert not std._repeats(pd.Series([None] * 10, dtype="str"))
+    frame = pd.DataFrame({"city": cities, "phone": phones, "email": phones.str.replace(" ", "") + "@x.org"})
+    fields = [("city", "text"), ("phone", "phone"), ("email", "email")]
+    dedupe = {}
+    real_unique = std._Unique
+
+    def spy(column, xdf, **kwargs):
+        dedupe[column.name] = kwargs["dedupe"]
+        return real_unique(column, xdf, **kwargs)
+
+    monkeypatch.setattr(std, "_Unique", spy)
+    factorized, stats = standardize(frame, fields)
+    assert dedupe == {"city": True, "phone": False, "email": False}
+    monkeypatch.setattr(std, "_repeats", lambda _: False)
+    row_by_row, row_stats = standardize(frame, fields)
+    assert dedupe["city"] is False
+    pd.testing.assert_frame_equal(factorized, row_by_row)
+    assert stats == row_stats
+    assert values(factorized["city"].iloc[:6]) == ["london", "paris", None, "sao paulo", "london", None]
