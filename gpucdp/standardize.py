@@ -6,7 +6,8 @@ dict, ``factorize``, ``take``), so the same code runs on the host and on the GPU
 Every field is first factorized: all the work below runs on its *unique* values, and the results are spread
 back to the rows by the factorization codes. Names, dates, cities and postcodes repeat a lot, so this is where
 most of the speed comes from, and it is what lets the few steps without a vectorised form (accent folding,
-Double Metaphone, nickname lookup) run in Python on the host without a per-row loop.
+Double Metaphone, nickname lookup) run in Python on the host without a per-row loop. Emails and phone numbers
+rarely repeat: on the host they take one compiled pass over their bytes instead (:mod:`gpucdp.contacts`).
 
 Derived columns, per field ``f`` (missing → null, never the empty string):
 
@@ -47,6 +48,7 @@ from typing import Any
 import pandas
 import pyarrow
 
+from gpucdp.contacts import email_parts, phone_numbers
 from gpucdp.errors import InputError, SettingsError
 from gpucdp.parallel import thread_map
 from gpucdp.phonetic import primary_codes
@@ -516,6 +518,23 @@ def _phonetic(clean: Any, xdf: Any) -> Any:
 
 
 def _email(values: Any, xdf: Any, **_: Any) -> tuple:
+    blank = _blank(values)
+    if not _arrow_backed(values):
+        email, user, domain = _email_columns(values)
+        return (email, user, domain), blank, _failed(blank, email)
+    # one compiled pass over the bytes; the rare values with non-ASCII characters take the string operations
+    arrays = email_parts(pyarrow.array(values.array), _PLUS_TAG_DOMAINS)
+    email, user, domain = (pandas.Series(a, dtype=values.dtype, index=values.index) for a in arrays[:3])
+    non_ascii = arrays[3]
+    if non_ascii.any():
+        rows = values.index[non_ascii]
+        for column, other in zip((email, user, domain), _email_columns(values.loc[rows])):
+            column.loc[rows] = other
+    return (email, user, domain), blank, _failed(blank, email)
+
+
+def _email_columns(values: Any) -> tuple:
+    """Email, user and domain by string operations (cuDF, and the host's non-ASCII values)."""
     clean = values.str.strip().str.lower()
     valid = (
         clean.str.contains(r"^[^@ \t\n\r\f\v]+@(?:[^@ \t\n\r\f\v.]+\.)+[^@ \t\n\r\f\v.]+$", regex=True)
@@ -537,11 +556,20 @@ def _email(values: Any, xdf: Any, **_: Any) -> tuple:
     user = user.where(valid)
     domain = domain.where(valid)
     email = (user + "@" + domain).where(valid)
-    blank = _blank(values)
-    return (email, user, domain), blank, _failed(blank, email)
+    return email, user, domain
 
 
 def _phone(values: Any, xdf: Any, **_: Any) -> tuple:
+    blank = _blank(values)
+    if _arrow_backed(values):  # one compiled pass over the bytes
+        phone = pandas.Series(phone_numbers(pyarrow.array(values.array)), dtype=values.dtype, index=values.index)
+    else:
+        phone = _phone_column(values)
+    return (phone,), blank, _failed(blank, phone)
+
+
+def _phone_column(values: Any) -> Any:
+    """The national significant number by string operations (cuDF, and pandas strings not held by Arrow)."""
     # an extension ("x22", "ext. 22", "#22") at the end is not part of the number
     clean = values.str.replace(r"(?:[eE][xX][tT]|[xX]|#)[ .:]*[0-9]+ *$", "", regex=True)
     digits = clean.str.replace(r"[^0-9]", "", regex=True)
@@ -554,9 +582,7 @@ def _phone(values: Any, xdf: Any, **_: Any) -> tuple:
     digits = digits.str.slice(-10)
     placeholder = digits.str.contains(r"^(?:0+|1+|2+|3+|4+|5+|6+|7+|8+|9+)$", regex=True).fillna(False)
     bad = too_long | (digits.str.len() < 7) | placeholder.astype(bool)
-    phone = digits.where(~bad)
-    blank = _blank(values)
-    return (phone,), blank, _failed(blank, phone)
+    return digits.where(~bad)
 
 
 def _postcode(values: Any, xdf: Any, **_: Any) -> tuple:
@@ -629,6 +655,13 @@ def _split_once(values: Any, separator: str) -> tuple[Any, Any]:
 
 def _on_host(values: Any) -> bool:
     return type(values).__module__.startswith("pandas")
+
+
+def _arrow_backed(values: Any) -> bool:
+    """pandas strings held by Arrow, whose regexes are RE2's (Python's ``$`` would also match before a final
+    newline): the compiled passes of :mod:`gpucdp.contacts` give their results."""
+    dtype = values.dtype
+    return _on_host(values) and isinstance(dtype, pandas.StringDtype) and dtype.storage == "pyarrow"
 
 
 def _text(values: Any, xdf: Any, **_: Any) -> tuple:
