@@ -45,8 +45,10 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
+import numpy as np
 import pandas
 import pyarrow
+import pyarrow.compute
 
 from gpucdp.contacts import email_parts, phone_numbers
 from gpucdp.errors import InputError, SettingsError
@@ -395,6 +397,8 @@ class _Unique:
                 values = values.str.replace(r"\.0$", "", regex=True)
         self.values = values
         self.null_rows = 0
+        self._rows: np.ndarray | None = None
+        self._codes_with_nulls: pyarrow.Array | None = None
         if dedupe:
             # missing rows point at an extra null appended after the unique values
             self.null_rows = int((codes < 0).sum())
@@ -406,6 +410,13 @@ class _Unique:
         """Per-unique values → per-row values (RangeIndex); missing rows get null."""
         if self.codes is None:
             return values.reset_index(drop=True)
+        if _arrow_backed(values):  # Arrow's take with null indices: no extended copy, ~2x faster than pandas'
+            array = pyarrow.array(values.array)
+            if isinstance(array, pyarrow.ChunkedArray):
+                array = array.combine_chunks()
+            return pandas.Series(pyarrow.compute.take(array, self._arrow_codes()), dtype=values.dtype)
+        if _on_host(values) and values.dtype == np.float64:
+            return pandas.Series(np.append(values.to_numpy(), np.nan)[self.codes])
         tail = self.xdf.Series([None], dtype=values.dtype)
         extended = self.xdf.concat([values.reset_index(drop=True), tail], ignore_index=True)
         return extended.take(self.codes).reset_index(drop=True)
@@ -414,9 +425,19 @@ class _Unique:
         """The number of rows whose unique value has ``flags`` true."""
         if self.codes is None:
             return int(flags.sum())
+        if isinstance(self.codes, np.ndarray):  # the rows of each unique value, counted once for all flags
+            if self._rows is None:
+                self._rows = np.bincount(self.codes, minlength=len(self.values) + 1)[:-1]
+            return int(self._rows[flags.to_numpy(dtype=bool)].sum())
         tail = self.xdf.Series([0], dtype="int64")
         extended = self.xdf.concat([flags.astype("int64").reset_index(drop=True), tail], ignore_index=True)
         return int(extended.take(self.codes).sum())
+
+    def _arrow_codes(self) -> pyarrow.Array:
+        if self._codes_with_nulls is None:
+            missing = self.codes == len(self.values)
+            self._codes_with_nulls = pyarrow.array(self.codes, mask=missing if missing.any() else None)
+        return self._codes_with_nulls
 
 
 def _as_str(values: Any) -> Any:
