@@ -567,3 +567,13 @@ def test_nearly_unique_types_are_factorized_when_a_sample_of_them_repeats(monkey
     pd.testing.assert_frame_equal(factorized, row_by_row)
     assert stats == row_stats
     assert values(factorized["city"].iloc[:6]) == ["london", "paris", None, "sao paulo", "london", None]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(alphabet=" \t\n\r\x0b\x0c\x1cab\u00a0", max_size=12)), min_size=1))
+def test_squash_rewrites_only_the_runs_that_change(raw):
+    from gpucdp.standardize import _WS, _squash
+
+    values = pd.Series(raw, dtype="str")
+    every_run = values.str.replace(_WS + "+", " ", regex=True).str.strip()
+    pd.testing.assert_series_equal(_squash(values), every_run)
