@@ -577,3 +577,17 @@ def test_squash_rewrites_only_the_runs_that_change(raw):
     values = pd.Series(raw, dtype="str")
     every_run = values.str.replace(_WS + "+", " ", regex=True).str.strip()
     pd.testing.assert_series_equal(_squash(values), every_run)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(alphabet=" ab1é\t", max_size=10)), min_size=1))
+def test_first_token_and_fold_on_the_host_equal_the_regexes_that_cudf_runs(raw):
+    import gpucdp.standardize as std
+
+    values = std._squash(pd.Series(raw, dtype="str"))
+    host = std._first_token(values), std._fold(values)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(std, "_arrow_backed", lambda _: False)
+        regex = std._first_token(values), std._fold(values)
+    pd.testing.assert_series_equal(host[0], regex[0])
+    pd.testing.assert_series_equal(host[1], regex[1])
