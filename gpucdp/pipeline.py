@@ -513,7 +513,7 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
             record_id, source, prepared, resolved.fields, clusters.labels, clusters.record_probability,
             clusters.oversized, codes_cache, threads=threads,
         )
-        _check_membership(membership, profiles, record_id, source)
+        _check_membership(membership, profiles, record_id, source, clusters.labels)
         st.count(profiles=profiles.num_rows)
 
     pairs_table = None
@@ -629,10 +629,12 @@ def _pause_for_tests(report: Reporter) -> None:
 
 
 def _check_membership(membership: pa.Table, profiles: pa.Table, record_id: pa.ChunkedArray,
-                      source: pa.ChunkedArray) -> None:
+                      source: pa.ChunkedArray, labels: np.ndarray) -> None:
     """Every input record appears exactly once in membership, in a profile that exists: checked on every run.
 
-    Membership is in input order, so "exactly once" is "row i is input record i" for every i.
+    Membership is in input order, so "exactly once" is "row i is input record i" for every i. Profile ``k`` is
+    cluster ``k``: each record's profile id must be that of its cluster's profile, and each profile's record
+    count its cluster's size. (An elementwise comparison: looking 3M ids up in a set of 1.3M took 1.2 s.)
     """
     n = len(record_id)
     if membership.num_rows != n:
@@ -645,7 +647,13 @@ def _check_membership(membership: pa.Table, profiles: pa.Table, record_id: pa.Ch
                                 f"{len(wrong)} rows wrong)")
     if membership.column("profile_id").null_count:
         raise InternalError("a record has no profile id")
-    known = pc.is_in(membership.column("profile_id"), value_set=profiles.column("profile_id").combine_chunks())
-    if not pc.all(known).as_py() or pc.sum(profiles.column("record_count")).as_py() != n:
-        raise InternalError("membership and profiles disagree: a record points at a missing profile, or record "
-                            "counts do not add up to the input")
+    k = profiles.num_rows
+    counts = profiles.column("record_count").to_numpy()
+    if (labels.size != n or (n and (int(labels.min()) < 0 or int(labels.max()) >= k))
+            or not np.array_equal(np.bincount(labels, minlength=k), counts)):
+        raise InternalError("membership and profiles disagree: a cluster has no profile, or a profile's record "
+                            "count is not its cluster's size")
+    expected_ids = profiles.column("profile_id").take(pa.array(labels))
+    if not pc.all(pc.equal(membership.column("profile_id"), expected_ids)).as_py():
+        raise InternalError("membership and profiles disagree: a record's profile id is not its cluster's profile "
+                            "(a missing profile, or another cluster's)")

@@ -24,9 +24,16 @@ def _break_membership(monkeypatch, how):
 
     def broken(*args, **kwargs):
         profiles, membership = real(*args, **kwargs)
-        return profiles, how(profiles, membership)
+        out = how(profiles, membership)
+        return out if isinstance(out, tuple) else (profiles, out)
 
     monkeypatch.setattr(pipeline, "build_profiles", broken)
+
+
+def _moved_one_record_count(profiles):
+    counts = profiles["record_count"].to_numpy().copy()
+    counts[:2] += [1, -1]  # the total stays right
+    return profiles.set_column(1, "record_count", pa.array(counts, pa.int32()))
 
 
 BREAKS = {
@@ -37,7 +44,11 @@ BREAKS = {
                                                                         pa.string())), "no profile id"),
     "unknown_profile": (lambda p, m: m.set_column(2, "profile_id", pa.array(["p-nowhere"] +
                                                                              m["profile_id"].to_pylist()[1:])),
-                        "missing profile"),
+                        "a missing profile"),
+    # records 0 and 1 are in different clusters of the fixture's records (checked below): each gets the other's id
+    "another_profile": (lambda p, m: m.set_column(2, "profile_id", m["profile_id"].take(np.r_[1, 0, 2:m.num_rows])),
+                        "not its cluster's profile"),
+    "miscounted": (lambda p, m: (_moved_one_record_count(p), m), "record count is not its cluster's size"),
 }
 
 
@@ -61,5 +72,7 @@ def test_the_cli_exits_3_and_writes_nothing(monkeypatch, records, tmp_path, caps
 
 def test_the_check_passes_on_a_real_run(records):
     result = pipeline.resolve(records, backend="cpu")
+    ids = result.membership["profile_id"]
+    assert ids[0] != ids[1]  # the premise of the "another_profile" case
     assert list(result.membership["record_id"]) == list(records["record_id"].astype(str))
     assert isinstance(result.membership, pd.DataFrame)
