@@ -461,6 +461,7 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
                 m, u, lambdas, info = train_em(
                     uniq, counts, tables.n_levels, u_random, non_match_classes=k_non,
                     max_iterations=resolved.model.em_max_iterations, tolerance=resolved.model.em_tolerance,
+                    threads=threads,
                 )
             else:
                 m, u, lambdas = [np.full_like(x, 1.0 / x.size) for x in u_random], [u_random], np.array([0.5, 0.5])

@@ -5,6 +5,7 @@ import json
 import pandas as pd
 import pytest
 
+from gpucdp import model as model_module
 from gpucdp import synth
 from gpucdp.evaluate import evaluate_frames
 from gpucdp.model import load_model
@@ -46,6 +47,21 @@ def test_accuracy_floors_on_a_small_input(seed):
     metrics = evaluate_frames(result.membership, truth)
     assert metrics["pairwise"]["f1"] >= 0.93, metrics["pairwise"]
     assert metrics["bcubed"]["f1"] >= 0.93, metrics["bcubed"]
+
+
+def test_em_keeps_the_likelier_of_its_starts(monkeypatch):
+    # 1k records whose candidate pairs mostly match: from a match share of 0.3 alone, EM ends where a non-match
+    # class holds part of the matches (pairwise recall 0.58); from 0.7 it finds the likelier fit
+    records, truth = synth.generate_frame(1_000, seed=1)
+    result = resolve(records, backend="cpu")
+    training = result.model.training
+    assert [start["match_share"] for start in training["starts"]] == [0.3, 0.7]
+    assert training["start_kept"] == 0.7
+    assert training["log_likelihood"] == max(start["log_likelihood"] for start in training["starts"])
+    assert evaluate_frames(result.membership, truth)["pairwise"]["f1"] >= 0.9
+    monkeypatch.setattr(model_module, "EM_STARTS", (0.3,))
+    one_start = resolve(records, backend="cpu")
+    assert evaluate_frames(one_start.membership, truth)["pairwise"]["f1"] < 0.8
 
 
 def test_non_match_classes_follow_the_candidate_pairs():
