@@ -220,7 +220,8 @@ def train_em(
     order = [match] + [k for k in range(len(classes)) if k != match]
     info = {"iterations": iteration, "converged": converged, "log_likelihood": loglik,
             "non_match_classes": k_non, "class_agreement": [round(scores[k], 4) for k in order],
-            "starts": [{"match_share": float(share), "log_likelihood": float(f[4])} for share, f in zip(starts, fits)],
+            "starts": [{"match_share": float(share), "log_likelihood": float(f[4]), "iterations": int(f[2]),
+                        "converged": bool(f[3])} for share, f in zip(starts, fits)],
             "start_kept": float(starts[best])}
     return classes[match], [classes[k] for k in order[1:]], lambdas[order], info
 

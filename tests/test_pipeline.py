@@ -9,7 +9,7 @@ from gpucdp import model as model_module
 from gpucdp import synth
 from gpucdp.evaluate import evaluate_frames
 from gpucdp.model import load_model
-from gpucdp.pipeline import resolve, supported_classes
+from gpucdp.pipeline import MULTI_START_PAIRS, em_starts, resolve, supported_classes
 
 N_RECORDS = 12_000
 
@@ -62,6 +62,11 @@ def test_em_keeps_the_likelier_of_its_starts(monkeypatch):
     monkeypatch.setattr(model_module, "EM_STARTS", (0.3,))
     one_start = resolve(records, backend="cpu")
     assert evaluate_frames(one_start.membership, truth)["pairwise"]["f1"] < 0.8
+
+
+def test_em_starts_follow_the_candidate_pairs():
+    assert em_starts(MULTI_START_PAIRS - 1) == model_module.EM_STARTS == (0.3, 0.7)
+    assert em_starts(MULTI_START_PAIRS) == (0.3,)
 
 
 def test_non_match_classes_follow_the_candidate_pairs():
