@@ -1,8 +1,8 @@
 """Compare: the agreement level of every comparison for every candidate pair, as one pattern id per pair.
 
 The comparisons in the settings become small tables (method, column, threshold per level) that the comparison
-kernel (``gpucdp.kernels.compare``) walks for each pair; string columns reach the kernel as Arrow-style buffers
-(``chars`` uint8, ``offsets`` int64) and numeric ones (dates as yyyymmdd) as a float64 matrix. Pairs are
+kernel (``gpucdp.kernels.compare``) walks for each pair; string columns reach the kernel packed record by record
+(``chars`` uint8, ``offsets`` int64[n, S + 1]) and numeric ones (dates as yyyymmdd) as a float64[n, N] matrix. Pairs are
 compared in chunks so that memory depends on the chunk size, not on the number of pairs.
 
 A ``cosine`` comparison (levels on the cosine of a column's sentence-transformers embeddings) is not run by
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numba
 import numpy as np
@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from gpucdp.arrays import cached_factorize, counting_argsort
 from gpucdp.backend import to_host
-from gpucdp.embed import column_buffers, pack_strings
+from gpucdp.embed import column_buffers
 from gpucdp.errors import BackendUnavailableError, SettingsError
 from gpucdp.kernels import layout
 from gpucdp.kernels.compare import METHODS, STRING_METHODS, compare_pairs, pattern_strides
@@ -48,9 +48,11 @@ class PreparedColumns:
     Attributes
     ----------
     chars : uint8[total]
-    offsets : int64[S, n + 1]
-        String column s of record i is ``chars[offsets[s, i]:offsets[s, i + 1]]``; empty = null.
-    nums : float64[N, n]
+        The strings record after record: record i's strings, column after column, then record i + 1's.
+    offsets : int64[n, S + 1]
+        String column s of record i is ``chars[offsets[i, s]:offsets[i, s + 1]]``; empty = null. Record i's
+        bytes are ``chars[offsets[i, 0]:offsets[i, S]]``, and ``offsets[i, S] == offsets[i + 1, 0]``.
+    nums : float64[n, N]
         Numeric columns (dates as yyyymmdd), NaN = null.
     string_names, numeric_names : list of str
     embedded : dict column -> (int64[n], float32[u, d])
@@ -66,7 +68,7 @@ class PreparedColumns:
 
     @property
     def n(self) -> int:
-        return int(self.offsets.shape[1] - 1) if self.offsets.size else int(self.nums.shape[1])
+        return int(self.offsets.shape[0])
 
 
 @dataclass
@@ -161,81 +163,108 @@ def prepare_columns(prepared: pd.DataFrame, comparisons: Sequence[ComparisonSett
                 names.append(level.column)
     n = len(prepared)
     if numeric_names:
-        nums = np.vstack([prepared[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in numeric_names])
+        nums = np.column_stack([prepared[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in numeric_names])
     else:
-        nums = np.zeros((0, n), dtype=np.float64)
-    if order is not None or before_packing is not None:
-        sizes = [_string_bytes(prepared[c], f) for f, c in enumerate(string_names)]
-        if before_packing is not None:
-            per_record = (n + 1) * 8
-            before_packing(sum(sizes) + len(string_names) * per_record + nums.nbytes,
-                           max(sizes, default=0) + 5 * per_record if string_names else 0)
-    if order is not None:
-        # each column converted (when it must be) only when its turn comes
-        buffers = (column_buffers(prepared[c], f) for f, c in enumerate(string_names))
-        chars, offsets = _lay_out(sizes, buffers, order, n, target, xp)
-        nums, embedded = _laid_out_records(nums, embedded, order, target, xp)
-        return PreparedColumns(chars, offsets, nums, string_names, numeric_names, embedded)
-    if string_names:
-        chars, offsets = pack_strings([prepared[c] for c in string_names])
-    else:
-        chars, offsets = np.zeros(0, dtype=np.uint8), np.zeros((0, n + 1), dtype=np.int64)
-    return PreparedColumns(chars, offsets, np.ascontiguousarray(nums), string_names, numeric_names, embedded)
+        nums = np.zeros((n, 0), dtype=np.float64)
+    sizes = [_string_bytes(prepared[c], f) for f, c in enumerate(string_names)]
+    if before_packing is not None:
+        table = n * (len(string_names) + 1) * 8
+        # on top while packing: the largest column as read, a few int64 arrays per record (the order, the
+        # positions, the column's offsets and destinations) and, on the device, the table's running sum
+        before_packing(sum(sizes) + table + nums.nbytes,
+                       max(sizes, default=0) + 4 * (n + 1) * 8 + (table if target == "cuda" else 0))
+    if order is None:
+        order = np.arange(n, dtype=np.int64)
+    # each column converted (when it must be) only when its turn comes
+    chars, offsets = _lay_out(sizes, lambda f: column_buffers(prepared[string_names[f]], f), order, n, target, xp)
+    nums, embedded = _laid_out_records(nums, embedded, order, target, xp)
+    return PreparedColumns(chars, offsets, nums, string_names, numeric_names, embedded)
 
 
 def permute(columns: PreparedColumns, order: Any, *, target: str = "cpu", xp: Any = np) -> PreparedColumns:
     """The same columns with record ``order[k]`` moved to position ``k`` (``order``: an int64[n] permutation).
 
-    With ``target="cuda"`` the columns are laid out on the device and come back as arrays of ``xp`` there:
-    the packed strings cross to the device once, as they are, and :data:`gpucdp.kernels.layout.layout_cuda`
-    moves them; the comparisons of candidate and random pairs then read them where they are.
+    A record's strings lie together, so each record's bytes move as one piece. With ``target="cuda"`` the
+    columns are laid out on the device and come back as arrays of ``xp`` there: the packed strings cross to
+    the device once, as they are, and :data:`gpucdp.kernels.layout.layout_cuda` moves them; the comparisons
+    of candidate and random pairs then read them where they are.
     """
     chars, offsets = columns.chars, columns.offsets
-    if target == "cuda":
+    on_device = target == "cuda"
+    ax = xp if on_device else np
+    if on_device:
         chars, offsets = xp.asarray(chars), xp.asarray(offsets)
-    rows = [offsets[s] for s in range(int(offsets.shape[0]))]
-    sizes = [int(row[-1]) - int(row[0]) for row in rows]
-    new_chars, new_offsets = _lay_out(sizes, [(chars, row) for row in rows], order, columns.n, target, xp)
+    n = columns.n
+    order = ax.asarray(order, dtype=ax.int64)
+    position = ax.empty_like(order)
+    position[order] = ax.arange(n, dtype=ax.int64)
+    width = int(offsets.shape[1])
+    # each record's bytes as one string: their offsets are the records' first offsets, then the end
+    records = ax.empty(n + 1, dtype=ax.int64)
+    records[:n] = offsets[:, 0]
+    records[n] = offsets[n - 1, width - 1] if n else 0
+    moved = offsets[order]
+    moved -= moved[:, :1].copy()  # a copy: CuPy does not guard an operand that overlaps its output
+    sizes = records[1:] - records[:-1]
+    base = ax.zeros(n + 1, dtype=ax.int64)
+    base[1:] = ax.cumsum(sizes[order])
+    moved += base[:-1, None]
+    new_chars = ax.empty(int(chars.shape[0]), dtype=ax.uint8)
+    if n and new_chars.shape[0]:
+        dst = base[:-1][position]
+        if on_device:
+            _layout_cuda(chars, records, dst, new_chars)
+        else:
+            layout.layout_cpu(chars, records, dst, new_chars)
     nums, embedded = _laid_out_records(columns.nums, columns.embedded, order, target, xp)
-    return PreparedColumns(new_chars, new_offsets, nums, columns.string_names, columns.numeric_names, embedded)
+    return PreparedColumns(new_chars, moved, nums, columns.string_names, columns.numeric_names, embedded)
 
 
-def _lay_out(sizes: Sequence[int], buffers: Iterable[tuple[Any, Any]], order: Any, n: int, target: str,
+def _lay_out(sizes: Sequence[int], column: Callable[[int], tuple[Any, Any]], order: Any, n: int, target: str,
              xp: Any) -> tuple[Any, Any]:
-    """String columns packed in record order ``order``: ``(chars : uint8[sum(sizes)], offsets : int64[S, n + 1])``
-    as :func:`gpucdp.embed.pack_strings` lays them out (column after column), with record ``order[k]`` as
-    record ``k``.
+    """String columns packed record by record in record order ``order``: ``(chars : uint8[sum(sizes)],
+    offsets : int64[n, S + 1])`` (see :class:`PreparedColumns`), with record ``order[k]`` as record ``k``.
 
-    ``buffers`` gives each column as ``(chars, offsets : int64[n + 1])`` and may be a generator; ``sizes`` are
-    the columns' byte counts (``offsets[-1] - offsets[0]``), known beforehand so that the output is allocated
-    once. One column at a time: its new offsets (each string keeps its length), then the layout kernel moves
-    its bytes, on the CPU or, with ``target="cuda"``, on the device (a host column is copied there first), so
-    that only one column is ever held twice.
+    ``column(s)`` gives column ``s`` as ``(chars, offsets : int64[n + 1])``; ``sizes`` are the columns' byte
+    counts, known beforehand so that the output is allocated once. First each string's length goes to its
+    record's new row of the table, which a running sum turns into offsets; then, one column at a time, the
+    layout kernel moves the column's bytes to those offsets, on the CPU or, with ``target="cuda"``, on the
+    device (a host column is copied there first), so that only one column is ever held twice.
     """
     on_device = target == "cuda"
     ax = xp if on_device else np
     order = ax.asarray(order, dtype=ax.int64)
     position = ax.empty_like(order)
     position[order] = ax.arange(n, dtype=ax.int64)
-    offsets = ax.zeros((len(sizes), n + 1), dtype=ax.int64)
-    chars = ax.empty(int(sum(sizes)), dtype=ax.uint8)
-    base = 0
-    for s, (column_chars, column_offsets) in enumerate(buffers):
-        # the new offsets, then where each record's string goes (the kernel's dst), back in input order
+    width = len(sizes) + 1
+    offsets = ax.zeros((n, width), dtype=ax.int64)
+    for s in range(len(sizes)):  # each string's length, in its record's new row
+        column_offsets = column(s)[1]
         if on_device:
             column_offsets = xp.asarray(column_offsets)
-            offsets[s, 0] = base
-            offsets[s, 1:] = base + xp.cumsum((column_offsets[1:] - column_offsets[:-1])[order])
-            dst = offsets[s, :-1][position]
+            offsets[position, s] = column_offsets[1:] - column_offsets[:-1]
+        else:
+            _scatter_lengths(column_offsets, position, offsets, s)
+    flat = offsets.reshape(-1)
+    if on_device:  # the running sum, shifted by one: where each string starts
+        running = xp.cumsum(flat)
+        flat[1:] = running[:-1]
+        flat[:1] = 0
+        del running
+    else:
+        _exclusive_running_sum(flat)
+    chars = ax.empty(int(sum(sizes)), dtype=ax.uint8)
+    for s in range(len(sizes)):
+        if not sizes[s] or not n:
+            continue
+        column_chars, column_offsets = column(s)
+        if on_device:
+            dst = offsets[:, s][position]
+            _layout_cuda(xp.asarray(column_chars), xp.asarray(column_offsets), dst, chars)
         else:
             dst = np.empty(n, dtype=np.int64)
-            _permuted_offsets(column_offsets, position, offsets[s], dst, base)
-        base += sizes[s]
-        if sizes[s] and n:
-            if on_device:
-                _layout_cuda(xp.asarray(column_chars), column_offsets, dst, chars)
-            else:
-                layout.layout_cpu(column_chars, column_offsets, dst, chars)
+            _gather_column(offsets, position, s, dst)
+            layout.layout_cpu(column_chars, column_offsets, dst, chars)
         del dst
     return chars, offsets
 
@@ -255,29 +284,37 @@ def _string_bytes(column: Any, position: int) -> int:
 
 
 def _laid_out_records(nums: Any, embedded: dict, order: Any, target: str, xp: Any) -> tuple[Any, dict]:
-    """The numeric columns and the cosine columns' value codes in record order ``order``."""
+    """The numeric columns' rows and the cosine columns' value codes in record order ``order``."""
     if target == "cuda":
         order = xp.asarray(order, dtype=xp.int64)
-        return xp.asarray(nums)[:, order], {name: (xp.asarray(codes)[order], vectors)
-                                             for name, (codes, vectors) in embedded.items()}
+        return xp.asarray(nums)[order], {name: (xp.asarray(codes)[order], vectors)
+                                         for name, (codes, vectors) in embedded.items()}
     order = np.asarray(order, dtype=np.int64)
-    return np.ascontiguousarray(nums[:, order]), {name: (codes[order], vectors)
-                                                  for name, (codes, vectors) in embedded.items()}
+    return np.ascontiguousarray(nums[order]), {name: (codes[order], vectors)
+                                               for name, (codes, vectors) in embedded.items()}
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _permuted_offsets(offsets, position, new_offsets, dst, base):
-    # each record's length written where it goes (a scatter: the reads stream), summed from ``base``; then the
-    # new offset of each record's string gathered back to input order (dst, what the layout kernel reads)
-    n = position.shape[0]
-    for i in numba.prange(n):
-        new_offsets[position[i] + 1] = offsets[i + 1] - offsets[i]
-    new_offsets[0] = base
-    for k in range(n):
-        base += new_offsets[k + 1]
-        new_offsets[k + 1] = base
-    for i in numba.prange(n):
-        dst[i] = new_offsets[position[i]]
+def _scatter_lengths(column_offsets, position, offsets, s):
+    # record i's string length, written in its new row (a scatter: the reads stream)
+    for i in numba.prange(position.shape[0]):
+        offsets[position[i], s] = column_offsets[i + 1] - column_offsets[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def _exclusive_running_sum(flat):
+    total = 0
+    for k in range(flat.shape[0]):
+        value = flat[k]
+        flat[k] = total
+        total += value
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _gather_column(offsets, position, s, dst):
+    # where record i's string of column s goes, back in input order (what the layout kernel reads)
+    for i in numba.prange(position.shape[0]):
+        dst[i] = offsets[position[i], s]
 
 
 def _layout_cuda(chars: Any, offsets: Any, dst: Any, out: Any) -> None:

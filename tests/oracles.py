@@ -187,12 +187,15 @@ def to_kernel_inputs(
 ) -> dict[str, np.ndarray]:
     """The oracle's lists as the arrays ``compare_pairs`` takes (chars, offsets, nums, level tables)."""
     lengths = [len(s) for col in strings for s in col]
-    offsets = np.zeros((len(strings), n + 1), dtype=np.int64)
+    # record by record: record i's strings one after the other, offsets[i, s] where string s starts
+    offsets = np.zeros((n, len(strings) + 1), dtype=np.int64)
     start = 0
-    for s, col in enumerate(strings):
-        offsets[s] = start + np.concatenate([[0], np.cumsum([len(v) for v in col], dtype=np.int64)])
-        start = int(offsets[s, -1])
-    chars = np.frombuffer(b"".join(v for col in strings for v in col), dtype=np.uint8)
+    for i in range(n):
+        for s, col in enumerate(strings):
+            offsets[i, s] = start
+            start += len(col[i])
+        offsets[i, len(strings)] = start
+    chars = np.frombuffer(b"".join(col[i] for i in range(n) for col in strings), dtype=np.uint8)
     assert chars.shape[0] == sum(lengths)
     width = max((len(comp) for comp in levels), default=1)
     level_method = np.zeros((len(levels), width), dtype=np.int8)
@@ -204,7 +207,7 @@ def to_kernel_inputs(
     return {
         "chars": chars,
         "offsets": offsets,
-        "nums": np.array(nums, dtype=np.float64).reshape(len(nums), n),
+        "nums": np.ascontiguousarray(np.array(nums, dtype=np.float64).reshape(len(nums), n).T),
         "level_method": level_method,
         "level_col": level_col,
         "level_thr": level_thr,

@@ -55,10 +55,18 @@ def test_permute_moves_strings_and_numbers():
     moved = permute(columns, order)
     for s, name in enumerate(columns.string_names):
         for k, i in enumerate(order):
-            a = moved.chars[moved.offsets[s, k]:moved.offsets[s, k + 1]].tobytes()
-            b = columns.chars[columns.offsets[s, i]:columns.offsets[s, i + 1]].tobytes()
+            a = moved.chars[moved.offsets[k, s]:moved.offsets[k, s + 1]].tobytes()
+            b = columns.chars[columns.offsets[i, s]:columns.offsets[i, s + 1]].tobytes()
             assert a == b
-    np.testing.assert_array_equal(moved.nums, columns.nums[:, order])
+            assert a == _packed_value(frame[name].iloc[i])
+    np.testing.assert_array_equal(moved.nums, columns.nums[order])
+    # record by record: each record's strings follow the one before's
+    np.testing.assert_array_equal(moved.offsets[1:, 0], moved.offsets[:-1, -1])
+    assert moved.offsets[0, 0] == 0 and moved.offsets[-1, -1] == moved.chars.shape[0]
+
+
+def _packed_value(value):
+    return b"" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value).encode()
 
 
 @pytest.mark.parametrize("kind", ["str", "object", "chunked large_string"])
@@ -88,9 +96,12 @@ def test_packing_into_a_layout_equals_permuting_the_packed_columns(kind):
     np.testing.assert_array_equal(laid_out.offsets, want.offsets)
     np.testing.assert_array_equal(laid_out.nums, want.nums)
     assert laid_out.string_names == want.string_names and laid_out.numeric_names == want.numeric_names
+    s = laid_out.string_names.index("name")
+    for k, i in enumerate(order):
+        assert laid_out.chars[laid_out.offsets[k, s]:laid_out.offsets[k, s + 1]].tobytes() == _packed_value(names[i])
     packed = want.chars.nbytes + want.offsets.nbytes + want.nums.nbytes
-    largest = max(int(want.offsets[s, -1] - want.offsets[s, 0]) for s in range(want.offsets.shape[0]))
-    assert sizes == [(packed, largest + 5 * (n + 1) * 8)]  # the column as read, and five int64s a record
+    largest = int((want.offsets[:, 1:] - want.offsets[:, :-1]).sum(axis=0).max())
+    assert sizes == [(packed, largest + 4 * (n + 1) * 8)]  # the column as read, and four int64s a record
 
 
 def test_method_and_column_kinds_must_agree():
