@@ -176,7 +176,8 @@ def prepare_columns(prepared: pd.DataFrame, comparisons: Sequence[ComparisonSett
     if order is None:
         order = np.arange(n, dtype=np.int64)
     # each column converted (when it must be) only when its turn comes
-    chars, offsets = _lay_out(sizes, lambda f: column_buffers(prepared[string_names[f]], f), order, n, target, xp)
+    chars, offsets = _lay_out(sizes, lambda f: column_buffers(prepared[string_names[f]], f), order, n, target, xp,
+                              lengths=lambda f: _string_lengths(prepared[string_names[f]], f))
     nums, embedded = _laid_out_records(nums, embedded, order, target, xp)
     return PreparedColumns(chars, offsets, nums, string_names, numeric_names, embedded)
 
@@ -221,12 +222,13 @@ def permute(columns: PreparedColumns, order: Any, *, target: str = "cpu", xp: An
 
 
 def _lay_out(sizes: Sequence[int], column: Callable[[int], tuple[Any, Any]], order: Any, n: int, target: str,
-             xp: Any) -> tuple[Any, Any]:
+             xp: Any, lengths: Callable[[int], Any] | None = None) -> tuple[Any, Any]:
     """String columns packed record by record in record order ``order``: ``(chars : uint8[sum(sizes)],
     offsets : int64[n, S + 1])`` (see :class:`PreparedColumns`), with record ``order[k]`` as record ``k``.
 
-    ``column(s)`` gives column ``s`` as ``(chars, offsets : int64[n + 1])``; ``sizes`` are the columns' byte
-    counts, known beforehand so that the output is allocated once. First each string's length goes to its
+    ``column(s)`` gives column ``s`` as ``(chars, offsets : int64[n + 1])``, and ``lengths(s)``, if given, its
+    values' byte lengths alone (cheaper than the bytes when the column must be converted to give them);
+    ``sizes`` are the columns' byte counts, known beforehand so that the output is allocated once. First each string's length goes to its
     record's new row of the table, which a running sum turns into offsets; then, one column at a time, the
     layout kernel moves the column's bytes to those offsets, on the CPU or, with ``target="cuda"``, on the
     device (a host column is copied there first), so that only one column is ever held twice.
@@ -239,12 +241,15 @@ def _lay_out(sizes: Sequence[int], column: Callable[[int], tuple[Any, Any]], ord
     width = len(sizes) + 1
     offsets = ax.zeros((n, width), dtype=ax.int64)
     for s in range(len(sizes)):  # each string's length, in its record's new row
-        column_offsets = column(s)[1]
-        if on_device:
-            column_offsets = xp.asarray(column_offsets)
-            offsets[position, s] = column_offsets[1:] - column_offsets[:-1]
+        if lengths is not None:
+            column_lengths = lengths(s)
         else:
-            _scatter_lengths(column_offsets, position, offsets, s)
+            column_offsets = column(s)[1]
+            column_lengths = column_offsets[1:] - column_offsets[:-1]
+        if on_device:
+            offsets[position, s] = xp.asarray(column_lengths)
+        else:
+            _fill_lengths(np.asarray(column_lengths, dtype=np.int64), order, offsets, s)
     flat = offsets.reshape(-1)
     if on_device:  # the running sum, shifted by one: where each string starts
         running = xp.cumsum(flat)
@@ -263,7 +268,7 @@ def _lay_out(sizes: Sequence[int], column: Callable[[int], tuple[Any, Any]], ord
             _layout_cuda(xp.asarray(column_chars), xp.asarray(column_offsets), dst, chars)
         else:
             dst = np.empty(n, dtype=np.int64)
-            _gather_column(offsets, position, s, dst)
+            _destinations(offsets, order, s, dst)
             layout.layout_cpu(column_chars, column_offsets, dst, chars)
         del dst
     return chars, offsets
@@ -271,16 +276,35 @@ def _lay_out(sizes: Sequence[int], column: Callable[[int], tuple[Any, Any]], ord
 
 def _string_bytes(column: Any, position: int) -> int:
     """Bytes of a string column's values as :func:`gpucdp.embed.column_buffers` packs them (nulls: none)."""
+    array = _arrow_strings(column)
+    if array is not None:
+        return int(pc.sum(pc.binary_length(array)).as_py() or 0)
+    _, offsets = column_buffers(column, position)  # anything else: converted, and measured there
+    return int(offsets[-1]) - int(offsets[0])
+
+
+def _string_lengths(column: Any, position: int) -> np.ndarray:
+    """Each value's length in bytes as :func:`gpucdp.embed.column_buffers` packs it (a null: 0), int[n]; from
+    Arrow's own lengths when the column is Arrow strings (no copy of the bytes), else from the packed copy."""
+    array = _arrow_strings(column)
+    if array is not None:
+        lengths = pc.fill_null(pc.binary_length(array), 0)
+        if isinstance(lengths, pa.ChunkedArray):
+            lengths = lengths.combine_chunks()
+        return lengths.to_numpy(zero_copy_only=False)
+    _, offsets = column_buffers(column, position)  # anything else: converted, and measured there
+    return np.diff(offsets)
+
+
+def _arrow_strings(column: Any) -> pa.Array | pa.ChunkedArray | None:
+    """The Arrow string array behind a column (no copy), or None when it is not one."""
     if isinstance(column, (pa.Array, pa.ChunkedArray)):
         array = column
     elif isinstance(getattr(column, "dtype", None), (pd.StringDtype, pd.ArrowDtype)):
         array = pa.array(column)  # an Arrow-backed column: no copy
     else:
-        array = None
-    if array is not None and (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
-        return int(pc.sum(pc.binary_length(array)).as_py() or 0)
-    _, offsets = column_buffers(column, position)  # anything else: converted, and measured there
-    return int(offsets[-1]) - int(offsets[0])
+        return None
+    return array if pa.types.is_string(array.type) or pa.types.is_large_string(array.type) else None
 
 
 def _laid_out_records(nums: Any, embedded: dict, order: Any, target: str, xp: Any) -> tuple[Any, dict]:
@@ -295,10 +319,10 @@ def _laid_out_records(nums: Any, embedded: dict, order: Any, target: str, xp: An
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _scatter_lengths(column_offsets, position, offsets, s):
-    # record i's string length, written in its new row (a scatter: the reads stream)
-    for i in numba.prange(position.shape[0]):
-        offsets[position[i], s] = column_offsets[i + 1] - column_offsets[i]
+def _fill_lengths(lengths, order, offsets, s):
+    # row k, record order[k]'s string length: the table is written in order, the lengths read where they are
+    for k in numba.prange(order.shape[0]):
+        offsets[k, s] = lengths[order[k]]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -311,10 +335,11 @@ def _exclusive_running_sum(flat):
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _gather_column(offsets, position, s, dst):
-    # where record i's string of column s goes, back in input order (what the layout kernel reads)
-    for i in numba.prange(position.shape[0]):
-        dst[i] = offsets[position[i], s]
+def _destinations(offsets, order, s, dst):
+    # where record order[k]'s string of column s goes, in input order (what the layout kernel reads): the table
+    # is read in order, dst written where each record is
+    for k in numba.prange(order.shape[0]):
+        dst[order[k]] = offsets[k, s]
 
 
 def _layout_cuda(chars: Any, offsets: Any, dst: Any, out: Any) -> None:
