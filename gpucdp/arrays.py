@@ -23,10 +23,12 @@ __all__ = [
     "dense_unique",
     "factorize",
     "factorize_columns",
+    "large_string_array",
     "large_string_buffers",
     "repeat",
     "row_hashes",
     "run_starts",
+    "string_buffers",
     "unique_counts",
     "unique_sorted",
 ]
@@ -235,6 +237,29 @@ def large_string_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return chars, offsets
 
 
+def string_buffers(array: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(chars, offsets, valid : bool[n])`` of a string array (one chunk, as ``large_string``), the first two
+    as :func:`large_string_buffers` gives them: no copy when it is one ``large_string`` chunk already."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if not pa.types.is_large_string(array.type):
+        array = array.cast(pa.large_string())
+    chars, offsets = large_string_buffers(array)
+    valid = (np.ones(len(array), dtype=np.bool_) if array.null_count == 0
+             else array.is_valid().to_numpy(zero_copy_only=False))
+    return chars, offsets, valid
+
+
+def large_string_array(chars: np.ndarray, offsets: np.ndarray, valid: np.ndarray) -> pa.LargeStringArray:
+    """A ``large_string`` array made from its buffers: value ``i`` is ``chars[offsets[i]:offsets[i + 1]]``
+    (int64 offsets, n + 1 of them), null where ``valid`` (bool[n]) is False."""
+    n = valid.shape[0]
+    nulls = int(n - np.count_nonzero(valid))
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    return pa.Array.from_buffers(pa.large_string(), n, [bitmap, pa.py_buffer(offsets), pa.py_buffer(chars)],
+                                 null_count=nulls)
+
+
 def row_hashes(columns: Sequence[pa.Array | pa.ChunkedArray]) -> np.ndarray:
     """A 64-bit hash of each row of aligned string columns (uint64[n]); equal rows hash equal.
 
@@ -249,12 +274,7 @@ def row_hashes(columns: Sequence[pa.Array | pa.ChunkedArray]) -> np.ndarray:
     for batch in table.to_batches():  # aligned slices of every column, no copy
         stop = start + batch.num_rows
         for array in batch.columns:
-            if not pa.types.is_large_string(array.type):
-                array = array.cast(pa.large_string())
-            chars, offsets = large_string_buffers(array)
-            valid = (np.ones(len(array), dtype=np.bool_) if array.null_count == 0
-                     else array.is_valid().to_numpy(zero_copy_only=False))
-            _hash_strings_into(chars, offsets, valid, out[start:stop])
+            _hash_strings_into(*string_buffers(array), out[start:stop])
         start = stop
     return out
 

@@ -26,7 +26,7 @@ import numba
 import numpy as np
 import pyarrow as pa
 
-from gpucdp.arrays import large_string_buffers
+from gpucdp.arrays import large_string_array, string_buffers
 
 __all__ = ["email_parts", "phone_numbers"]
 
@@ -74,7 +74,7 @@ def email_parts(
     ``gmail.com``, whose local parts lose their dots; at a domain of ``plus_tag_domains`` the local part ends
     before its first ``+``. An address whose local part ends up empty is null.
     """
-    chars, offsets, valid = _buffers(values)
+    chars, offsets, valid = string_buffers(values)
     n = len(valid)
     plus_chars = np.frombuffer("".join(plus_tag_domains).encode("ascii"), dtype=np.uint8)
     plus_offsets = np.zeros(len(plus_tag_domains) + 1, dtype=np.int64)
@@ -93,8 +93,8 @@ def email_parts(
     email_chars = np.empty(int(email_offsets[-1]), dtype=np.uint8)
     _write_emails(chars, status, spans, flags, user_offsets, domain_offsets, email_offsets, user_chars,
                   domain_chars, email_chars)
-    return (_strings(email_chars, email_offsets, ok), _strings(user_chars, user_offsets, ok),
-            _strings(domain_chars, domain_offsets, ok), status == _OTHER)
+    return (large_string_array(email_chars, email_offsets, ok), large_string_array(user_chars, user_offsets, ok),
+            large_string_array(domain_chars, domain_offsets, ok), status == _OTHER)
 
 
 def phone_numbers(values: pa.Array) -> pa.LargeStringArray:
@@ -116,7 +116,7 @@ def phone_numbers(values: pa.Array) -> pa.LargeStringArray:
     leading ``00`` (the international call prefix) is dropped and the last 10 are kept. More than 15 digits
     (before keeping 10), fewer than 7, or one digit repeated throughout give null.
     """
-    chars, offsets, valid = _buffers(values)
+    chars, offsets, valid = string_buffers(values)
     n = len(valid)
     spans = np.zeros((n, 3), dtype=np.int64)  # first byte, stop byte, digits to skip before the kept ones
     lengths = np.zeros(n, dtype=np.int64)
@@ -124,32 +124,13 @@ def phone_numbers(values: pa.Array) -> pa.LargeStringArray:
     out_offsets = _offsets(lengths)
     out_chars = np.empty(int(out_offsets[-1]), dtype=np.uint8)
     _write_phones(chars, spans, out_offsets, out_chars)
-    return _strings(out_chars, out_offsets, lengths > 0)
-
-
-def _buffers(values: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    if not pa.types.is_large_string(values.type):
-        values = values.cast(pa.large_string())
-    chars, offsets = large_string_buffers(values)
-    valid = (np.ones(len(values), dtype=np.bool_) if values.null_count == 0
-             else values.is_valid().to_numpy(zero_copy_only=False))
-    return chars, offsets, valid
+    return large_string_array(out_chars, out_offsets, lengths > 0)
 
 
 def _offsets(lengths: np.ndarray) -> np.ndarray:
     offsets = np.zeros(lengths.shape[0] + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     return offsets
-
-
-def _strings(chars: np.ndarray, offsets: np.ndarray, valid: np.ndarray) -> pa.LargeStringArray:
-    n = valid.shape[0]
-    nulls = int(n - np.count_nonzero(valid))
-    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
-    return pa.Array.from_buffers(pa.large_string(), n, [bitmap, pa.py_buffer(offsets), pa.py_buffer(chars)],
-                                 null_count=nulls)
 
 
 @_jit

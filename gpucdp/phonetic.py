@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gpucdp.arrays import large_string_array, large_string_buffers
 from gpucdp.errors import InputError
 
 __all__ = ["double_metaphone", "primary_codes"]
@@ -490,9 +491,7 @@ def primary_codes(values: Any) -> pa.LargeStringArray:
     """
     arr = _as_large_string(values)
     n = len(arr)
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset : arr.offset + n + 1]
-    data_buffer = arr.buffers()[2]
-    chars = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
+    chars, offsets = large_string_buffers(arr)
     lengths = np.empty(n, dtype=np.int64)
     if n:
         # a code is at most two characters per character read (X → KS), so each string writes into its own
@@ -507,16 +506,7 @@ def primary_codes(values: Any) -> pa.LargeStringArray:
     valid = lengths > 0
     if arr.null_count:
         valid &= arr.is_valid().to_numpy(zero_copy_only=False)
-    codes = pa.Array.from_buffers(
-        pa.large_string(),
-        n,
-        [
-            pa.py_buffer(np.packbits(valid, bitorder="little")),
-            pa.py_buffer(out_offsets),
-            pa.py_buffer(out_chars),
-        ],
-        null_count=int(n - valid.sum()),
-    )
+    codes = large_string_array(out_chars, out_offsets, valid)
     non_ascii = pc.invert(pc.fill_null(pc.string_is_ascii(arr), True))
     if pc.any(non_ascii).as_py():
         # the kernel reads bytes, not characters (and Python's upper() may change a character's length): leave

@@ -63,6 +63,7 @@ def supported_classes(pairs: int, wanted: int) -> int:
         return 1
     return min(wanted, 2 + pairs // PAIRS_PER_FURTHER_CLASS)
 
+
 def em_starts(pairs: int) -> tuple[float, ...]:
     """EM's starting match shares for ``pairs`` candidate pairs: every one of ``model.EM_STARTS`` below
     MULTI_START_PAIRS, else the first.

@@ -547,7 +547,7 @@ def _email(values: Any, xdf: Any, **_: Any) -> tuple:
         email, user, domain = _email_columns(values)
         return (email, user, domain), blank, _failed(blank, email)
     # one compiled pass over the bytes; the rare values with non-ASCII characters take the string operations
-    arrays = email_parts(pyarrow.array(values.array), _PLUS_TAG_DOMAINS)
+    arrays = email_parts(_arrow_array(values), _PLUS_TAG_DOMAINS)
     email, user, domain = (pandas.Series(a, dtype=values.dtype, index=values.index) for a in arrays[:3])
     non_ascii = arrays[3]
     if non_ascii.any():
@@ -586,7 +586,7 @@ def _email_columns(values: Any) -> tuple:
 def _phone(values: Any, xdf: Any, **_: Any) -> tuple:
     blank = _blank(values)
     if _arrow_backed(values):  # one compiled pass over the bytes
-        phone = pandas.Series(phone_numbers(pyarrow.array(values.array)), dtype=values.dtype, index=values.index)
+        phone = pandas.Series(phone_numbers(_arrow_array(values)), dtype=values.dtype, index=values.index)
     else:
         phone = _phone_column(values)
     return (phone,), blank, _failed(blank, phone)
