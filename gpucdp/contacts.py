@@ -10,7 +10,8 @@ reads a value's bytes once, applies the same rules and writes the results straig
 The results are those of the string operations, which the tests check on generated values:
 
 - phone numbers: every rule reads bytes (its regexes' classes are ASCII, which no byte of a multi-byte UTF-8
-  character matches), so every value is handled here;
+  character matches), so every value is handled here; whether ``$`` matches before a final newline (it does
+  in pandas' string operations, as in Python's ``re``) is the caller's to say;
 - emails: an address is lower-cased and trimmed as Unicode text first, so values with a non-ASCII byte are left
   to the caller (:func:`email_parts` flags them); on ASCII, Arrow's trim strips bytes 9-13 and 28-32, and
   lower-casing is A-Z → a-z.
@@ -40,7 +41,7 @@ _SPACE = np.zeros(256, dtype=np.bool_)
 _SPACE[[9, 10, 11, 12, 13, 32]] = True
 
 _AT, _DOT, _PLUS, _HASH, _COLON, _SPACE_BYTE = ord("@"), ord("."), ord("+"), ord("#"), ord(":"), ord(" ")
-_ZERO, _NINE, _E, _T, _X = ord("0"), ord("9"), ord("e"), ord("t"), ord("x")
+_ZERO, _NINE, _E, _T, _X, _NEWLINE = ord("0"), ord("9"), ord("e"), ord("t"), ord("x"), ord("\n")
 _GMAIL = np.frombuffer(b"gmail.com", dtype=np.uint8)
 _GOOGLEMAIL = np.frombuffer(b"googlemail.com", dtype=np.uint8)
 
@@ -97,13 +98,17 @@ def email_parts(
             large_string_array(domain_chars, domain_offsets, ok), status == _OTHER)
 
 
-def phone_numbers(values: pa.Array) -> pa.LargeStringArray:
+def phone_numbers(values: pa.Array, newline_ends: bool = True) -> pa.LargeStringArray:
     """National significant numbers, digits only, of raw phone numbers.
 
     Parameters
     ----------
     values : pyarrow string or large_string array, length n
         Raw phone numbers; nulls allowed.
+    newline_ends : bool, default True
+        Whether the extension pattern's ``$`` also matches before a final newline, as Python's ``re`` does and
+        pandas' Arrow-backed strings do too (pandas 3.1); RE2 alone does not. The caller says which regexes it
+        follows (see :func:`gpucdp.standardize._dollar_before_newline`).
 
     Returns
     -------
@@ -120,7 +125,7 @@ def phone_numbers(values: pa.Array) -> pa.LargeStringArray:
     n = len(valid)
     spans = np.zeros((n, 3), dtype=np.int64)  # first byte, stop byte, digits to skip before the kept ones
     lengths = np.zeros(n, dtype=np.int64)
-    _read_phones(chars, offsets, valid, spans, lengths)
+    _read_phones(chars, offsets, valid, newline_ends, spans, lengths)
     out_offsets = _offsets(lengths)
     out_chars = np.empty(int(out_offsets[-1]), dtype=np.uint8)
     _write_phones(chars, spans, out_offsets, out_chars)
@@ -275,13 +280,16 @@ def _is_digit(c):
 
 
 @_jit
-def _extension_start(chars, a, b):
+def _extension_start(chars, a, b, newline_ends):
     """Where an extension at the end of chars[a:b] starts (b when there is none).
 
     Read from the end, the pattern's parts are fixed: spaces, digits, then ``[ .:]`` characters, then the
     marker; none of these classes shares a character with the one next to it, so the match, if any, is unique.
+    With ``newline_ends`` a final newline is where the match may end (no part of the pattern takes one).
     """
     k = b
+    if newline_ends and k > a and chars[k - 1] == _NEWLINE:
+        k -= 1
     while k > a and chars[k - 1] == _SPACE_BYTE:
         k -= 1
     digits_end = k
@@ -302,12 +310,12 @@ def _extension_start(chars, a, b):
 
 
 @_jit
-def _read_phones(chars, offsets, valid, spans, lengths):
+def _read_phones(chars, offsets, valid, newline_ends, spans, lengths):
     for i in range(valid.shape[0]):
         if not valid[i]:
             continue
         a = offsets[i]
-        b = _extension_start(chars, a, offsets[i + 1])
+        b = _extension_start(chars, a, offsets[i + 1], newline_ends)
         digits = 0
         for k in range(a, b):
             if _is_digit(chars[k]):

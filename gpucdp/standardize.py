@@ -586,7 +586,8 @@ def _email_columns(values: Any) -> tuple:
 def _phone(values: Any, xdf: Any, **_: Any) -> tuple:
     blank = _blank(values)
     if _arrow_backed(values):  # one compiled pass over the bytes
-        phone = pandas.Series(phone_numbers(_arrow_array(values)), dtype=values.dtype, index=values.index)
+        phone = pandas.Series(phone_numbers(_arrow_array(values), _dollar_before_newline(values.dtype)),
+                              dtype=values.dtype, index=values.index)
     else:
         phone = _phone_column(values)
     return (phone,), blank, _failed(blank, phone)
@@ -696,10 +697,18 @@ def _on_host(values: Any) -> bool:
 
 
 def _arrow_backed(values: Any) -> bool:
-    """pandas strings held by Arrow, whose regexes are RE2's (Python's ``$`` would also match before a final
-    newline): the compiled passes of :mod:`gpucdp.contacts` give their results."""
+    """pandas strings held by Arrow, whose string operations the host's Arrow shortcuts and the compiled passes
+    of :mod:`gpucdp.contacts` reproduce."""
     dtype = values.dtype
     return _on_host(values) and isinstance(dtype, pandas.StringDtype) and dtype.storage == "pyarrow"
+
+
+@functools.cache
+def _dollar_before_newline(dtype: Any) -> bool:
+    """Whether a regex's ``$`` also matches before a final newline in pandas' string operations on ``dtype``, as
+    in Python's ``re`` (pandas 3.1 gives its Arrow-backed strings those semantics; RE2 alone would not):
+    asked of pandas itself, so that the compiled phone pass follows the string operations it replaces."""
+    return bool(pandas.Series(["1\n"], dtype=dtype).str.contains("1$", regex=True).iloc[0])
 
 
 def _text(values: Any, xdf: Any, **_: Any) -> tuple:

@@ -59,11 +59,20 @@ def test_emails_match_the_string_operations(raw):
 @given(st.lists(st.one_of(st.none(), phones), min_size=1, max_size=30))
 @example(["+1 415 555 0134", "(415) 555-0134 x22", "415 555 0134 ext. 7 ", "4155550134#", "001-415-555-0134",
           "0044 20 7946 0958", "1234567890123456", "000-000-0000", "555 12", "x22", "12345678 ext22x33",
-          "415.555.0134 :. 9", "٣415 555 0134", "", None])
+          "415.555.0134 :. 9", "٣415 555 0134", "010000#0\n", "415 555 0134 x22\n", "", None])
 def test_phones_match_the_string_operations(raw):
     values = pd.Series(raw, dtype="str")
     want = [None if pd.isna(v) else v for v in std._phone_column(values).tolist()]
-    assert phone_numbers(pa.array(values.array)).to_pylist() == want
+    newline_ends = std._dollar_before_newline(values.dtype)
+    assert phone_numbers(pa.array(values.array), newline_ends).to_pylist() == want
+
+
+def test_a_final_newline_ends_the_extension_only_where_the_regexes_say_so():
+    values = pa.array(["415 555 0134 x22\n", "415 555 0134 x22"])
+    # Python's re (and pandas' strings): "$" also before the final newline, so "x22" is an extension
+    assert phone_numbers(values, True).to_pylist() == ["4155550134", "4155550134"]
+    # RE2 alone: the newline follows "22", so nothing is cut and the last 10 of 12 digits are kept
+    assert phone_numbers(values, False).to_pylist() == ["5555013422", "4155550134"]
 
 
 def test_empty_and_all_null_arrays():
