@@ -1,7 +1,17 @@
-"""Clustering: connected components over the pairs at or above the match threshold.
+"""Clustering: which scored pairs make one person, with an over-merge guard.
 
-Connected components are transitive: one wrong edge between two people merges everything on both sides. The
-over-merge guard looks at clusters larger than ``max_cluster_size`` and re-runs the components inside them with
+Connected components ("single" linkage) are transitive: one wrong edge between two people merges everything on
+both sides, and the more records a run holds, the more such edges it has. The default, "average" linkage,
+joins two groups of records only when all the pairs scored between them, taken together, say match: it merges
+groups agglomeratively, each round joining every two groups that are each other's best partner (highest summed
+log-odds over the pairs between them), as long as that sum is positive and one of those pairs reaches the
+threshold. Records joined by pairs far above the threshold (two guard steps: 0.999 at 0.9) start as one group,
+which saves rounds and changes little. A person whose records agree only through one bridging record stays
+together; two people bridged by one record, whose other pairs disagree, do not. Groups only ever merge inside
+one connected component of the edges at the threshold, so average linkage only splits what single linkage
+would join.
+
+The over-merge guard looks at clusters larger than ``max_cluster_size`` and clusters again inside them with
 stricter thresholds (1 − (1 − t)/10 per step) until they fall apart or the steps run out; clusters still too big
 are flagged in the output and the manifest rather than silently trusted.
 """
@@ -21,6 +31,18 @@ from gpucdp.evaluate import sizes_summary
 __all__ = ["ClusterResult", "cluster_pairs", "size_summary"]
 
 GUARD_STEPS = 4
+#: Average linkage starts from the groups joined by edges this many guard steps above the threshold.
+CORE_STEPS = 2
+#: Rounds of average-linkage merging at most (each joins pairs of mutually best groups; a group of k records
+#: takes about log2(k) rounds, a star of k records around one up to k). Groups not merged by then stay apart.
+MAX_MERGE_ROUNDS = 1000
+#: Summed log-odds are compared on this grid (2^-20), so that the order of a device's atomic additions cannot
+#: change which partner is best.
+_SUM_GRID = float(2**20)
+# A probability's log-odds are clipped to ±_WEIGHT_CLIP bits (as the model clips match weights), so that a
+# probability of exactly 1 or 0 counts as strong evidence, not an infinity.
+_WEIGHT_CLIP = 60.0
+LINKAGES = ("average", "single")
 
 
 @dataclass
@@ -76,29 +98,46 @@ def _relabel_first_seen_host(labels, bound):
     return out
 
 
-def _max_per_record(n: int, left: Any, right: Any, values: Any, xp: Any = np) -> Any:
-    """The largest of ``values`` (>= 0) over the edges at each record: float64[n], NaN where a record has none.
+def _count_labels(labels: Any, xp: Any = np) -> int:
+    """How many distinct labels (non-negative ints) ``labels`` holds."""
+    if not labels.shape[0]:
+        return 0
+    return int(xp.count_nonzero(xp.bincount(labels)))
+
+
+def _max_per_record(n: int, left: Any, right: Any, values: Any, labels: Any, xp: Any = np) -> tuple[Any, int]:
+    """The largest of ``values`` (>= 0) over the edges at each record whose two records share a label:
+    float64[n], NaN where a record has none; and how many edges that is.
 
     ``maximum.at`` is a scatter on both numpy and CuPy (whose ``.at`` has no ``fmax``, hence -1 for "none");
-    the host runs the same scatter as a Numba loop (0.3-0.5 s against 0.8-1.0 s for numpy's ``.at`` on 11.8M
-    random edges of 3M records).
+    the host runs the same scatter as a Numba loop, which also skips the edges between labels (0.3-0.5 s
+    against 0.8-1.0 s for numpy's ``.at`` on 11.8M random edges of 3M records, and no mask).
     """
     out = xp.full(n, -1.0, dtype=xp.float64)
     if xp is np:
-        _max_at_host(out, left, right, values)
+        used = _max_at_host(out, left, right, values, labels)
     else:
+        inside = labels[left] == labels[right]
+        left, right, values = left[inside], right[inside], values[inside]
+        used = int(left.shape[0])
         xp.maximum.at(out, left, values)
         xp.maximum.at(out, right, values)
     out[out < 0] = xp.nan
-    return out
+    return out, used
 
 
 @numba.njit(cache=True, nogil=True)
-def _max_at_host(out, left, right, values):
+def _max_at_host(out, left, right, values, labels):
+    used = 0
     for i in range(values.shape[0]):
+        a, b = left[i], right[i]
+        if labels[a] != labels[b]:
+            continue
         v = values[i]
-        out[left[i]] = max(out[left[i]], v)
-        out[right[i]] = max(out[right[i]], v)
+        out[a] = max(out[a], v)
+        out[b] = max(out[b], v)
+        used += 1
+    return used
 
 
 # Edges per block of the host's two parallel passes that keep edges.
@@ -150,6 +189,128 @@ def _keep_pass(left, right, probability, steps, record_step, block, starts, out_
             starts[b] = at
 
 
+def _log_odds(probability: Any, xp: Any = np) -> Any:
+    """log2(p / (1 − p)), within about ±60 bits (p and 1 − p floored at 2^-60): a pair's evidence, in bits."""
+    floor = 2.0**-_WEIGHT_CLIP
+    return xp.log2(xp.maximum(probability, floor)) - xp.log2(xp.maximum(1.0 - probability, floor))
+
+
+@numba.njit(cache=True, nogil=True)
+def _log_odds_host(p):
+    floor = 2.0**-60.0
+    return np.log2(max(p, floor)) - np.log2(max(1.0 - p, floor))
+
+
+def _cross_pairs(left: Any, right: Any, probability: Any, outer: Any, core: Any, groups: int, steps: Any,
+                 record_step: Any, chunk_size: int, xp: Any = np) -> tuple[Any, Any, Any]:
+    """The scored pairs that average linkage weighs: inside one outer component, between two cores.
+
+    Returns, per such pair, ``min(core) * groups + max(core)`` (int64), its log-odds (float64) and whether it
+    reaches its records' step threshold (bool). On the host two parallel Numba passes count and write them,
+    with no per-pair temporary (they read every scored pair); the device masks a chunk of pairs at a time.
+    """
+    if xp is np:
+        blocks = (int(left.shape[0]) + _KEEP_BLOCK - 1) // _KEEP_BLOCK
+        starts = np.zeros(blocks + 1, dtype=np.int64)
+        empty = (np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.bool_))
+        _cross_pass(left, right, probability, outer, core, groups, steps, record_step, _KEEP_BLOCK, starts[1:],
+                    *empty, False)
+        np.cumsum(starts, out=starts)
+        out = (np.empty(int(starts[-1]), np.int64), np.empty(int(starts[-1]), np.float64),
+               np.empty(int(starts[-1]), np.bool_))
+        _cross_pass(left, right, probability, outer, core, groups, steps, record_step, _KEEP_BLOCK, starts, *out,
+                    True)
+        return out
+    keys, weights, eligible = [], [], []
+    for start in range(0, int(left.shape[0]), chunk_size):
+        part = slice(start, start + chunk_size)
+        l, r, p = left[part], right[part], probability[part]
+        cl, cr = core[l], core[r]
+        mask = (outer[l] == outer[r]) & (cl != cr)
+        l, r, p, cl, cr = l[mask], r[mask], p[mask], cl[mask], cr[mask]
+        keys.append(xp.minimum(cl, cr) * groups + xp.maximum(cl, cr))
+        weights.append(_log_odds(p, xp))
+        eligible.append(p >= steps[xp.maximum(record_step[l], record_step[r])])
+    if not keys:
+        return xp.zeros(0, xp.int64), xp.zeros(0, xp.float64), xp.zeros(0, xp.bool_)
+    return xp.concatenate(keys), xp.concatenate(weights), xp.concatenate(eligible)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _cross_pass(left, right, probability, outer, core, groups, steps, record_step, block, starts, out_key,
+                out_weight, out_eligible, write):
+    # as _keep_pass: block b's pairs counted into starts[b], or, with ``write``, written from starts[b] on
+    for b in numba.prange((left.shape[0] + block - 1) // block):
+        at = starts[b] if write else 0
+        for i in range(b * block, min((b + 1) * block, left.shape[0])):
+            a, c = left[i], right[i]
+            if outer[a] != outer[c] or core[a] == core[c]:
+                continue
+            if write:
+                out_key[at] = min(core[a], core[c]) * groups + max(core[a], core[c])
+                out_weight[at] = _log_odds_host(probability[i])
+                out_eligible[at] = probability[i] >= steps[max(record_step[a], record_step[c])]
+            at += 1
+        if not write:
+            starts[b] = at
+
+
+def _group_pairs(keys: Any, weights: Any, eligible: Any, xp: Any = np) -> tuple[Any, Any, Any]:
+    """Distinct ``keys`` (int64), the summed ``weights`` and whether any pair is ``eligible``, per key."""
+    if not keys.size:
+        return keys, weights, eligible
+    keys, inverse = xp.unique(keys, return_inverse=True)
+    inverse = inverse.ravel()
+    sums = xp.bincount(inverse, weights=weights, minlength=int(keys.size))
+    reach = xp.bincount(inverse, weights=eligible.astype(xp.float64), minlength=int(keys.size)) > 0
+    return keys, sums, reach
+
+
+def _average_linkage(core: Any, groups: int, keys: Any, weights: Any, eligible: Any,
+                     xp: Any = np) -> tuple[Any, int]:
+    """Merge groups by average linkage, starting from ``core`` (group per record, numbered 0..groups-1 in order
+    of each group's first record), weighing the pairs between groups (:func:`_cross_pairs`).
+
+    Each round every group names its best partner: of the groups it has a positive summed log-odds with and at
+    least one eligible pair, the highest sum (on a 2^-20 grid), the lowest-numbered on a tie. Two groups that
+    name each other merge, keeping the lower number, which is also the group whose first record comes first:
+    numbers, and so the result, do not depend on how the components were labelled. Returns each record's group
+    and the rounds run.
+    """
+    keys, sums, reach = _group_pairs(keys, weights, eligible, xp)
+    to = xp.arange(groups, dtype=xp.int64)
+    rounds = 0
+    while keys.size and rounds < MAX_MERGE_ROUNDS:
+        a, b = keys // groups, keys % groups
+        score = xp.rint(sums * _SUM_GRID)
+        ok = reach & (score > 0)
+        if not bool(ok.any()):
+            break
+        ends = xp.concatenate([a[ok], b[ok]])
+        other = xp.concatenate([b[ok], a[ok]])
+        both = xp.concatenate([score[ok], score[ok]])
+        best = xp.full(groups, -np.inf, dtype=xp.float64)
+        xp.maximum.at(best, ends, both)
+        top = both == best[ends]
+        partner = xp.full(groups, np.inf, dtype=xp.float64)  # float64: the scatter-min CuPy has
+        xp.minimum.at(partner, ends[top], other[top].astype(xp.float64))
+        mutual = ok & (partner[a] == b) & (partner[b] == a)
+        if not bool(mutual.any()):
+            break
+        to[b[mutual]] = a[mutual]  # each group is in one mutual pair at most: ``a`` stays a group of its own
+        a, b = to[a], to[b]
+        apart = a != b
+        a, b = a[apart], b[apart]
+        keys, sums, reach = _group_pairs(xp.minimum(a, b) * groups + xp.maximum(a, b), sums[apart], reach[apart], xp)
+        rounds += 1
+    while True:  # follow merges made in later rounds to their end
+        onward = to[to]
+        if bool(xp.all(onward == to)):
+            break
+        to = onward
+    return to[core], rounds
+
+
 def size_summary(labels: np.ndarray) -> dict[str, Any]:
     """Cluster count, mean size and size distribution (buckets as in :func:`gpucdp.evaluate.sizes_summary`)."""
     sizes = np.bincount(labels) if labels.size else np.zeros(0, dtype=np.int64)
@@ -169,8 +330,10 @@ def cluster_pairs(
     split_oversized: bool,
     backend: Backend,
     position: Any = None,
+    linkage: str = "average",
+    chunk_size: int = 1 << 24,
 ) -> ClusterResult:
-    """Cluster records by connected components of the edges with probability ≥ threshold.
+    """Cluster records: average linkage (or connected components) over the edges with probability ≥ threshold.
 
     Parameters
     ----------
@@ -191,21 +354,48 @@ def cluster_pairs(
     position : int64[n], optional
         When the pairs number the records in another order than the input's: record i of the input is number
         ``position[i]`` (an ``xp`` array). The results are per input record, labelled in input order.
+    linkage : {"average", "single"}
+        "single": connected components of the edges at the threshold. "average": groups inside those
+        components merge only while the pairs between them, summed in log-odds, say match (module docstring).
+    chunk_size : int
+        Pairs per step of the device's array operations over all scored pairs (average linkage).
     """
+    if linkage not in LINKAGES:
+        raise ValueError(f"linkage must be one of {LINKAGES}, got {linkage!r}")
     xp = backend.xp
     left, right = xp.asarray(left), xp.asarray(right)
     probability = xp.asarray(probability, dtype=xp.float64)
+    scored = (left, right, probability)  # average linkage weighs every scored pair, not only the kept edges
     edges_scored = int(left.shape[0])
     # A stricter threshold only ever removes edges, so the guard works on the edges kept at the threshold:
     # about one per record, where the scored pairs are many. Each guard round raises some records' step, so
-    # its edges are a subset of the round before's, and are kept from those.
+    # its edges are a subset of the round before's, and are kept from those. The steps go CORE_STEPS further
+    # for average linkage's cores.
     steps = [threshold]
-    for _ in range(GUARD_STEPS):
+    for _ in range(GUARD_STEPS + CORE_STEPS):
         steps.append(1.0 - (1.0 - steps[-1]) / 10.0)
     steps = xp.asarray(np.array(steps, dtype=np.float64))
-    left, right, probability = _kept_edges(n, left, right, probability, steps, None, xp)
-    labels = xp.asarray(backend.connected_components(n, left, right))
     record_step = xp.zeros(n, dtype=xp.int8)  # 0..GUARD_STEPS: gathered per edge, so the narrowest type
+    merge_rounds = 0
+
+    def clusters(kept: tuple[Any, Any, Any]) -> tuple[Any, int, Any]:
+        """Labels of the records, the merge rounds, and the connected components, from the edges kept at their
+        records' steps."""
+        components = xp.asarray(backend.connected_components(n, kept[0], kept[1]))
+        if linkage == "single":
+            return components, 0, components
+        core_left, core_right, _ = _kept_edges(n, *kept, steps[CORE_STEPS:], record_step, xp)
+        core = _relabel_first_seen(xp.asarray(backend.connected_components(n, core_left, core_right)), xp)
+        groups = int(core.max()) + 1 if n else 0
+        keys, weights, eligible = _cross_pairs(*scored, components, core, groups, steps, record_step,
+                                               chunk_size, xp)
+        return (*_average_linkage(core, groups, keys, weights, eligible, xp), components)
+
+    left, right, probability = _kept_edges(n, left, right, probability, steps, None, xp)
+    labels, rounds, components = clusters((left, right, probability))
+    merge_rounds += rounds
+    kept_apart = _count_labels(labels, xp) - _count_labels(components, xp)
+    del components
     guard_rounds = 0
     split_clusters = 0
     while split_oversized and guard_rounds < GUARD_STEPS and n:
@@ -218,22 +408,27 @@ def cluster_pairs(
         in_big = big[labels]
         record_step[in_big] = xp.minimum(record_step[in_big] + 1, GUARD_STEPS)
         left, right, probability = _kept_edges(n, left, right, probability, steps, record_step, xp)
-        labels = xp.asarray(backend.connected_components(n, left, right))
+        labels, rounds, _ = clusters((left, right, probability))
+        merge_rounds += rounds
     # Per record from here on: what the profiles need comes back to the host, the pairs stay where they are.
-    record_probability = _max_per_record(n, left, right, probability, xp)
+    # (Kept edges between groups that average linkage did not merge join nothing, and are no record's best.)
+    record_probability, edges_kept = _max_per_record(n, left, right, probability, labels, xp)
     if position is not None:  # back to input order, before the labels are numbered by first record
         labels, record_probability = labels[position], record_probability[position]
     labels = to_host(_relabel_first_seen(labels.astype(xp.int64), xp))
     record_probability = to_host(record_probability)
-    edges_kept = int(left.shape[0])
     sizes = np.bincount(labels, minlength=int(labels.max(initial=-1)) + 1)
     oversized = sizes[labels] > max_cluster_size if n else np.zeros(0, dtype=bool)
     stats = size_summary(labels)
     stats.update({
+        "linkage": linkage,
         "threshold": threshold,
         "edges_scored": edges_scored,
         "edges_kept": edges_kept,
         "max_cluster_size": max_cluster_size,
+        "merge_rounds": merge_rounds,
+        # how many more clusters average linkage made than the connected components held (before the guard)
+        "kept_apart": kept_apart,
         "guard_rounds": guard_rounds,
         "guard_clusters_split": split_clusters,
         "oversized_clusters": int((sizes > max_cluster_size).sum()),

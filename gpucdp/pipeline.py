@@ -511,7 +511,7 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
         clusters = cluster_pairs(
             n, left, right, probability, threshold=resolved.cluster.threshold,
             max_cluster_size=resolved.cluster.max_cluster_size, split_oversized=resolved.cluster.split_oversized,
-            backend=be, position=position_x,
+            backend=be, position=position_x, linkage=resolved.cluster.linkage, chunk_size=chunk_size,
         )
         st.count(clusters=clusters.stats["clusters"], max_size=clusters.stats["max_size"],
                  oversized=clusters.stats["oversized_clusters"])

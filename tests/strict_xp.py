@@ -558,7 +558,7 @@ def _run_numpy(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 _UFUNCS = ("minimum", "maximum", "fmax", "fmin", "add", "divide", "negative", "abs", "log", "log1p", "log2", "exp",
-           "exp2", "sqrt", "isnan", "isfinite", "logical_and", "logical_or", "logical_not")
+           "exp2", "rint", "sqrt", "isnan", "isfinite", "logical_and", "logical_or", "logical_not")
 
 # CuPy functions that numpy runs with the same arguments in the same order:
 # name -> (CuPy's parameters, the ones that must be cupy arrays as in _function's rules)

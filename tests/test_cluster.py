@@ -1,9 +1,12 @@
+import math
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpucdp.backend import get_backend
-from gpucdp.cluster import cluster_pairs, size_summary
+from gpucdp.cluster import CORE_STEPS, MAX_MERGE_ROUNDS, cluster_pairs, size_summary
 
 BACKEND = get_backend("cpu")
 
@@ -37,7 +40,7 @@ def test_components_match_naive_union_find(case):
     right = np.array([e[1] for e in edges], dtype=np.int64)
     prob = np.array([e[2] for e in edges], dtype=np.float64)
     result = cluster_pairs(n, left, right, prob, threshold=0.5, max_cluster_size=10_000, split_oversized=False,
-                           backend=BACKEND)
+                           backend=BACKEND, linkage="single")
     expected = _naive_components(n, [(a, b) for a, b, p in edges if p >= 0.5])
     assert _same_partition(result.labels.tolist(), expected)
     # labels are numbered in order of first appearance
@@ -50,12 +53,12 @@ def test_guard_splits_weakly_linked_chain_and_flags_the_rest():
     right = left + 1
     prob = np.array([0.99, 0.95, 0.999, 0.91, 0.999, 0.999, 0.92, 0.999, 0.999])
     r = cluster_pairs(12, left, right, prob, threshold=0.9, max_cluster_size=4, split_oversized=True,
-                      backend=BACKEND)
+                      backend=BACKEND, linkage="single")
     assert r.labels.tolist() == [0, 0, 1, 1, 2, 2, 2, 3, 3, 3, 4, 5]
     assert r.stats["guard_rounds"] == 1 and r.stats["oversized_clusters"] == 0
     # without the guard the chain is one oversized cluster, flagged
     r = cluster_pairs(12, left, right, prob, threshold=0.9, max_cluster_size=4, split_oversized=False,
-                      backend=BACKEND)
+                      backend=BACKEND, linkage="single")
     assert r.stats["oversized_clusters"] == 1 and r.oversized[:10].all() and not r.oversized[10:].any()
 
 
@@ -66,18 +69,62 @@ def test_record_probability_is_strongest_kept_edge():
     assert np.isnan(r.record_probability[3])
 
 
-def _reference_guard(n, edges, threshold, cap, rounds=4):
+def _log_odds(p):
+    return math.log2(max(p, 2.0**-60)) - math.log2(max(1.0 - p, 2.0**-60))
+
+
+def _reference_average(n, edges, steps, step, kept):
+    """Average linkage as specified, pair by pair: cores from the kept edges ``CORE_STEPS`` steps stronger; then
+    rounds in which every group names its best partner (highest summed log-odds over every scored pair between
+    them, on a 2^-20 grid, positive, with one pair at its step's threshold; the lowest group on a tie; groups
+    numbered by their first record) and each two groups that name each other merge. Groups merge only inside
+    one connected component of the kept edges."""
+    outer = _naive_components(n, [(a, b) for a, b, _ in kept])
+    core = _naive_components(n, [(a, b) for a, b, p in kept if p >= steps[max(step[a], step[b]) + CORE_STEPS]])
+    first = {}
+    for i in range(n):
+        first.setdefault(core[i], i)
+    group = [first[core[i]] for i in range(n)]  # a group is named by its first record
+    for _ in range(MAX_MERGE_ROUNDS):
+        sums, reach = {}, {}
+        for a, b, p in edges:
+            if outer[a] != outer[b] or group[a] == group[b]:
+                continue
+            key = (min(group[a], group[b]), max(group[a], group[b]))
+            sums[key] = sums.get(key, 0.0) + _log_odds(p)
+            reach[key] = reach.get(key, False) or p >= steps[max(step[a], step[b])]
+        best = {}
+        for (g, h), total in sums.items():
+            score = round(total * 2.0**20)
+            if reach[(g, h)] and score > 0:
+                for x, y in ((g, h), (h, g)):
+                    if x not in best or (score, -y) > (best[x][0], -best[x][1]):
+                        best[x] = (score, y)
+        mutual = [(g, h) for (g, h) in sums if g in best and best[g][1] == h and best[h][1] == g]
+        if not mutual:
+            break
+        for g, h in mutual:
+            group = [g if x == h else x for x in group]
+    return group
+
+
+def _reference_guard(n, edges, threshold, cap, rounds=4, linkage="single"):
     """The guard as specified: each round, records in clusters above ``cap`` step up one threshold
     (1 - (1 - t) / 10), and every edge kept at the threshold is checked again against its records' higher step."""
     steps = [threshold]
-    for _ in range(rounds):
+    for _ in range(rounds + CORE_STEPS):
         steps.append(1 - (1 - steps[-1]) / 10)
     step = [0] * n
 
     def kept():
         return [(a, b, p) for a, b, p in edges if p >= steps[max(step[a], step[b])]]
 
-    labels = _naive_components(n, [(a, b) for a, b, _ in kept()])
+    def clusters():
+        if linkage == "single":
+            return _naive_components(n, [(a, b) for a, b, _ in kept()])
+        return _reference_average(n, edges, steps, step, kept())
+
+    labels = clusters()
     for _ in range(rounds):
         sizes = {label: labels.count(label) for label in labels}
         big = [i for i in range(n) if sizes[labels[i]] > cap]
@@ -85,27 +132,104 @@ def _reference_guard(n, edges, threshold, cap, rounds=4):
             break
         for i in big:
             step[i] = min(step[i] + 1, rounds)
-        labels = _naive_components(n, [(a, b) for a, b, _ in kept()])
-    strongest = [max((p for a, b, p in kept() if i in (a, b)), default=float("nan")) for i in range(n)]
+        labels = clusters()
+    inside = [(a, b, p) for a, b, p in kept() if labels[a] == labels[b]]
+    strongest = [max((p for a, b, p in inside if i in (a, b)), default=float("nan")) for i in range(n)]
     return labels, strongest
+
+
+# thresholds 0.9, 0.99, 0.999, 0.9999, 0.99999 (and the cores' 0.999...): edges are drawn around each, so that
+# rounds split clusters; weak pairs weigh against merges
+_PROBABILITIES = [0.01, 0.2, 0.5, 0.85, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.99999, 1.0]
 
 
 @settings(max_examples=80, deadline=None)
 @given(st.integers(2, 30).flatmap(lambda n: st.tuples(
     st.just(n), st.integers(1, 6),
-    st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1),
-                       st.sampled_from([0.5, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.99999, 1.0])), max_size=60))))
-def test_guard_rounds_match_the_specification(case):
-    # thresholds 0.9, 0.99, 0.999, 0.9999, 0.99999: edges are drawn around each, so that rounds split clusters
+    st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1), st.sampled_from(_PROBABILITIES)),
+             max_size=60))))
+@pytest.mark.parametrize("linkage", ["single", "average"])
+def test_guard_rounds_match_the_specification(linkage, case):
     n, cap, edges = case
+    edges = [(a, b, p) for a, b, p in edges if a != b]  # candidate pairs never pair a record with itself
     left = np.array([e[0] for e in edges], dtype=np.int32)
     right = np.array([e[1] for e in edges], dtype=np.int32)
     prob = np.array([e[2] for e in edges], dtype=np.float64)
     r = cluster_pairs(n, left, right, prob, threshold=0.9, max_cluster_size=cap, split_oversized=True,
-                      backend=BACKEND)
-    labels, strongest = _reference_guard(n, edges, 0.9, cap)
+                      backend=BACKEND, linkage=linkage)
+    labels, strongest = _reference_guard(n, edges, 0.9, cap, linkage=linkage)
     assert _same_partition(r.labels.tolist(), labels)
     np.testing.assert_array_equal(r.record_probability, np.array(strongest, dtype=np.float64))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(2, 40).flatmap(lambda n: st.tuples(
+    st.just(n),
+    st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1), st.sampled_from(_PROBABILITIES)),
+             max_size=120))))
+def test_average_linkage_matches_the_specification(case):
+    # no guard: average linkage alone, on denser graphs than the guard test's
+    n, edges = case
+    edges = [(a, b, p) for a, b, p in edges if a != b]
+    left = np.array([e[0] for e in edges], dtype=np.int64)
+    right = np.array([e[1] for e in edges], dtype=np.int64)
+    prob = np.array([e[2] for e in edges], dtype=np.float64)
+    r = cluster_pairs(n, left, right, prob, threshold=0.9, max_cluster_size=10_000, split_oversized=False,
+                      backend=BACKEND)
+    labels, strongest = _reference_guard(n, edges, 0.9, 10_000, rounds=0, linkage="average")
+    assert _same_partition(r.labels.tolist(), labels)
+    np.testing.assert_array_equal(r.record_probability, np.array(strongest, dtype=np.float64))
+    single = cluster_pairs(n, left, right, prob, threshold=0.9, max_cluster_size=10_000, split_oversized=False,
+                           backend=BACKEND, linkage="single")
+    # average linkage only splits what connected components join
+    assert all(single.labels[i] == single.labels[j] for i in range(n) for j in range(n)
+               if r.labels[i] == r.labels[j])
+    assert r.stats["kept_apart"] == r.stats["clusters"] - single.stats["clusters"]
+
+
+def test_average_linkage_keeps_two_people_apart_across_one_bridging_pair():
+    # records 0-2 are one person, 3-5 another; one pair (2, 3) reaches the threshold, but the other pairs
+    # scored between the two say no: connected components merge them, average linkage does not
+    left = np.array([0, 1, 0, 3, 4, 3, 2, 0, 1, 2])
+    right = np.array([1, 2, 2, 4, 5, 5, 3, 3, 4, 4])
+    prob = np.array([0.9999, 0.9999, 0.9999, 0.9999, 0.9999, 0.9999, 0.95, 0.001, 0.001, 0.01])
+    kwargs = {"threshold": 0.9, "max_cluster_size": 100, "split_oversized": False, "backend": BACKEND}
+    single = cluster_pairs(6, left, right, prob, linkage="single", **kwargs)
+    average = cluster_pairs(6, left, right, prob, **kwargs)
+    assert single.labels.tolist() == [0] * 6
+    assert average.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert average.stats["kept_apart"] == 1 and average.stats["linkage"] == "average"
+    # the bridging pair joins nothing, so it is no record's strongest edge
+    np.testing.assert_array_equal(average.record_probability, [0.9999] * 6)
+
+
+def test_average_linkage_keeps_a_chain_without_evidence_against_it():
+    # one person's records, each scored only against the next, at the threshold: nothing says no, so the
+    # chain holds together as in connected components
+    left = np.arange(5)
+    right = left + 1
+    prob = np.array([0.92, 0.95, 0.91, 0.999, 0.93])
+    r = cluster_pairs(6, left, right, prob, threshold=0.9, max_cluster_size=100, split_oversized=False,
+                      backend=BACKEND)
+    assert r.labels.tolist() == [0] * 6 and r.stats["kept_apart"] == 0 and r.stats["merge_rounds"] >= 3
+
+
+def test_average_linkage_joins_groups_only_through_a_pair_at_the_threshold():
+    # {0, 1} and {2, 3} agree through four pairs at 0.85 (10 bits together) but none at the threshold; record
+    # 4 reaches both at 0.95 yet disagrees with 0 and 3. Nothing merges: the groups' own pairs are below the
+    # threshold, and 4's pairs with either group sum to less than nothing.
+    left = np.array([0, 2, 0, 0, 1, 1, 1, 4, 4, 4])
+    right = np.array([1, 3, 2, 3, 2, 3, 4, 2, 0, 3])
+    prob = np.array([0.9999, 0.9999, 0.85, 0.85, 0.85, 0.85, 0.95, 0.95, 0.01, 0.01])
+    r = cluster_pairs(5, left, right, prob, threshold=0.9, max_cluster_size=100, split_oversized=False,
+                      backend=BACKEND)
+    assert r.labels.tolist() == [0, 0, 1, 1, 2]
+
+
+def test_an_unknown_linkage_is_refused():
+    with pytest.raises(ValueError, match="linkage"):
+        cluster_pairs(2, np.array([0]), np.array([1]), np.array([0.99]), threshold=0.9, max_cluster_size=10,
+                      split_oversized=False, backend=BACKEND, linkage="complete")
 
 
 def test_size_summary():
