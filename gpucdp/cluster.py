@@ -11,9 +11,9 @@ together; two people bridged by one record, whose other pairs disagree, do not. 
 one connected component of the edges at the threshold, so average linkage only splits what single linkage
 would join.
 
-The over-merge guard looks at clusters larger than ``max_cluster_size`` and clusters again inside them with
-stricter thresholds (1 − (1 − t)/10 per step) until they fall apart or the steps run out; clusters still too big
-are flagged in the output and the manifest rather than silently trusted.
+The over-merge guard looks at clusters larger than ``max_cluster_size`` and clusters their records again, each
+cluster on its own, with stricter thresholds (1 − (1 − t)/10 per step) until they fall apart or the steps run
+out; clusters still too big are flagged in the output and the manifest rather than silently trusted.
 """
 
 from __future__ import annotations
@@ -189,6 +189,14 @@ def _keep_pass(left, right, probability, steps, record_step, block, starts, out_
             starts[b] = at
 
 
+def _pairs_among(n: int, left: Any, right: Any, probability: Any, members: Any, xp: Any = np) -> tuple[Any, Any, Any]:
+    """The pairs whose two records are both ``members`` (bool[n]), in their order: the scored pairs a guard round
+    weighs, read through :func:`_kept_edges` with a step of its own for the members (threshold −∞) and for the
+    rest (+∞), so that the pass over every scored pair reads one byte a record."""
+    steps = xp.asarray(np.array([-np.inf, np.inf]))
+    return _kept_edges(n, left, right, probability, steps, (~members).astype(xp.int8), xp)
+
+
 def _log_odds(probability: Any, xp: Any = np) -> Any:
     """log2(p / (1 − p)), within about ±60 bits (p and 1 − p floored at 2^-60): a pair's evidence, in bits."""
     floor = 2.0**-_WEIGHT_CLIP
@@ -259,6 +267,11 @@ def _group_pairs(keys: Any, weights: Any, eligible: Any, xp: Any = np) -> tuple[
     """Distinct ``keys`` (int64), the summed ``weights`` and whether any pair is ``eligible``, per key."""
     if not keys.size:
         return keys, weights, eligible
+    if xp is np:  # an argsort and segment reductions, with no inverse: 3.3M keys in 0.16 s against 0.25 s
+        order = np.argsort(keys)
+        keys = keys[order]
+        starts = np.flatnonzero(run_starts(keys))
+        return keys[starts], np.add.reduceat(weights[order], starts), np.logical_or.reduceat(eligible[order], starts)
     keys, inverse = xp.unique(keys, return_inverse=True)
     inverse = inverse.ravel()
     sums = xp.bincount(inverse, weights=weights, minlength=int(keys.size))
@@ -279,6 +292,10 @@ def _average_linkage(core: Any, groups: int, keys: Any, weights: Any, eligible: 
     """
     keys, sums, reach = _group_pairs(keys, weights, eligible, xp)
     to = xp.arange(groups, dtype=xp.int64)
+    # per group: its best score and best partner (float64: the scatter-min CuPy has), set for the groups of a
+    # round's table and put back after it, so that a round costs its table, not the number of groups
+    best = xp.full(groups, -np.inf, dtype=xp.float64)
+    partner = xp.full(groups, np.inf, dtype=xp.float64)
     rounds = 0
     while keys.size and rounds < MAX_MERGE_ROUNDS:
         a, b = keys // groups, keys % groups
@@ -289,12 +306,12 @@ def _average_linkage(core: Any, groups: int, keys: Any, weights: Any, eligible: 
         ends = xp.concatenate([a[ok], b[ok]])
         other = xp.concatenate([b[ok], a[ok]])
         both = xp.concatenate([score[ok], score[ok]])
-        best = xp.full(groups, -np.inf, dtype=xp.float64)
         xp.maximum.at(best, ends, both)
         top = both == best[ends]
-        partner = xp.full(groups, np.inf, dtype=xp.float64)  # float64: the scatter-min CuPy has
         xp.minimum.at(partner, ends[top], other[top].astype(xp.float64))
         mutual = ok & (partner[a] == b) & (partner[b] == a)
+        best[ends] = -np.inf
+        partner[ends] = np.inf
         if not bool(mutual.any()):
             break
         to[b[mutual]] = a[mutual]  # each group is in one mutual pair at most: ``a`` stays a group of its own
@@ -378,9 +395,9 @@ def cluster_pairs(
     record_step = xp.zeros(n, dtype=xp.int8)  # 0..GUARD_STEPS: gathered per edge, so the narrowest type
     merge_rounds = 0
 
-    def clusters(kept: tuple[Any, Any, Any]) -> tuple[Any, int, Any]:
+    def clusters(kept: tuple[Any, Any, Any], scored: tuple[Any, Any, Any] = scored) -> tuple[Any, int, Any]:
         """Labels of the records, the merge rounds, and the connected components, from the edges kept at their
-        records' steps."""
+        records' steps (and, for average linkage, the ``scored`` pairs that may lie inside those)."""
         components = xp.asarray(backend.connected_components(n, kept[0], kept[1]))
         if linkage == "single":
             return components, 0, components
@@ -408,7 +425,14 @@ def cluster_pairs(
         in_big = big[labels]
         record_step[in_big] = xp.minimum(record_step[in_big] + 1, GUARD_STEPS)
         left, right, probability = _kept_edges(n, left, right, probability, steps, record_step, xp)
-        labels, rounds, _ = clusters((left, right, probability))
+        # Only the big clusters are clustered again, each from the kept edges inside it; the other records keep
+        # their labels, and the new ones are numbered after them. (For connected components this is what
+        # clustering every record again would give: no kept edge ever joined two clusters.)
+        inside = in_big[left] & (labels[left] == labels[right])
+        split, rounds, _ = clusters((left[inside], right[inside], probability[inside]),
+                                    _pairs_among(n, *scored, in_big, xp) if linkage == "average" else scored)
+        del inside
+        labels = xp.where(in_big, split + (int(labels.max()) + 1), labels)
         merge_rounds += rounds
     # Per record from here on: what the profiles need comes back to the host, the pairs stay where they are.
     # (Kept edges between groups that average linkage did not merge join nothing, and are no record's best.)

@@ -132,7 +132,13 @@ def _reference_guard(n, edges, threshold, cap, rounds=4, linkage="single"):
             break
         for i in big:
             step[i] = min(step[i] + 1, rounds)
-        labels = clusters()
+        if linkage == "single":  # every record again
+            labels = clusters()
+            continue
+        # each big cluster on its own, from the kept edges inside it; the other records keep their clusters
+        inside = [(a, b, p) for a, b, p in kept() if labels[a] == labels[b] and a in big]
+        split = _reference_average(n, edges, steps, step, inside)
+        labels = [("split", split[i]) if i in big else labels[i] for i in range(n)]
     inside = [(a, b, p) for a, b, p in kept() if labels[a] == labels[b]]
     strongest = [max((p for a, b, p in inside if i in (a, b)), default=float("nan")) for i in range(n)]
     return labels, strongest
