@@ -218,16 +218,22 @@ def _cross_pairs(left: Any, right: Any, probability: Any, outer: Any, core: Any,
     with no per-pair temporary (they read every scored pair); the device masks a chunk of pairs at a time.
     """
     if xp is np:
+        # A record in a component of one core has no pair to weigh: a byte per record says so, read before the
+        # labels (most pairs end there), and consecutive pairs between the same two cores (a record's pairs
+        # with one other core) are summed as they are written.
+        core_outer = np.empty(groups, dtype=np.int64)
+        core_outer[core] = outer
+        mixed = (np.bincount(core_outer, minlength=int(outer.max()) + 1) > 1)[outer] if groups else outer > 0
         blocks = (int(left.shape[0]) + _KEEP_BLOCK - 1) // _KEEP_BLOCK
         starts = np.zeros(blocks + 1, dtype=np.int64)
         empty = (np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.bool_))
-        _cross_pass(left, right, probability, outer, core, groups, steps, record_step, _KEEP_BLOCK, starts[1:],
-                    *empty, False)
+        _cross_pass(left, right, probability, outer, core, mixed, groups, steps, record_step, _KEEP_BLOCK,
+                    starts[1:], *empty, False)
         np.cumsum(starts, out=starts)
         out = (np.empty(int(starts[-1]), np.int64), np.empty(int(starts[-1]), np.float64),
                np.empty(int(starts[-1]), np.bool_))
-        _cross_pass(left, right, probability, outer, core, groups, steps, record_step, _KEEP_BLOCK, starts, *out,
-                    True)
+        _cross_pass(left, right, probability, outer, core, mixed, groups, steps, record_step, _KEEP_BLOCK, starts,
+                    *out, True)
         return out
     keys, weights, eligible = [], [], []
     for start in range(0, int(left.shape[0]), chunk_size):
@@ -245,20 +251,28 @@ def _cross_pairs(left: Any, right: Any, probability: Any, outer: Any, core: Any,
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _cross_pass(left, right, probability, outer, core, groups, steps, record_step, block, starts, out_key,
+def _cross_pass(left, right, probability, outer, core, mixed, groups, steps, record_step, block, starts, out_key,
                 out_weight, out_eligible, write):
-    # as _keep_pass: block b's pairs counted into starts[b], or, with ``write``, written from starts[b] on
+    # as _keep_pass: block b's pairs counted into starts[b], or, with ``write``, written from starts[b] on; a
+    # pair with the key of the block's last one is added to it
     for b in numba.prange((left.shape[0] + block - 1) // block):
         at = starts[b] if write else 0
+        last = -1
         for i in range(b * block, min((b + 1) * block, left.shape[0])):
             a, c = left[i], right[i]
-            if outer[a] != outer[c] or core[a] == core[c]:
+            if not (mixed[a] and mixed[c]) or outer[a] != outer[c] or core[a] == core[c]:
                 continue
+            key = min(core[a], core[c]) * groups + max(core[a], core[c])
+            if key != last:
+                at += 1
+                last = key
+                if write:
+                    out_key[at - 1] = key
+                    out_weight[at - 1] = 0.0
+                    out_eligible[at - 1] = False
             if write:
-                out_key[at] = min(core[a], core[c]) * groups + max(core[a], core[c])
-                out_weight[at] = _log_odds_host(probability[i])
-                out_eligible[at] = probability[i] >= steps[max(record_step[a], record_step[c])]
-            at += 1
+                out_weight[at - 1] += _log_odds_host(probability[i])
+                out_eligible[at - 1] |= probability[i] >= steps[max(record_step[a], record_step[c])]
         if not write:
             starts[b] = at
 
