@@ -446,7 +446,8 @@ def cluster_pairs(
         split, rounds, _ = clusters((left[inside], right[inside], probability[inside]),
                                     _pairs_among(n, *scored, in_big, xp) if linkage == "average" else scored)
         del inside
-        labels = xp.where(in_big, split + (int(labels.max()) + 1), labels)
+        # renumbered at once, so that labels stay below n (the host's renumbering holds an array of the largest)
+        labels = _relabel_first_seen(xp.where(in_big, split + (int(labels.max()) + 1), labels), xp)
         merge_rounds += rounds
     # Per record from here on: what the profiles need comes back to the host, the pairs stay where they are.
     # (Kept edges between groups that average linkage did not merge join nothing, and are no record's best.)
