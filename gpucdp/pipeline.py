@@ -514,7 +514,7 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
             backend=be, position=position_x, linkage=resolved.cluster.linkage, chunk_size=chunk_size,
         )
         st.count(clusters=clusters.stats["clusters"], max_size=clusters.stats["max_size"],
-                 oversized=clusters.stats["oversized_clusters"])
+                 kept_apart=clusters.stats["kept_apart"], oversized=clusters.stats["oversized_clusters"])
     if not write_pairs:  # the pairs themselves are needed after clustering only to be written or kept
         probability = None
         if not keep_candidates:
