@@ -18,6 +18,7 @@ out; clusters still too big are flagged in the output and the manifest rather th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -206,7 +207,7 @@ def _log_odds(probability: Any, xp: Any = np) -> Any:
 @numba.njit(cache=True, nogil=True)
 def _log_odds_host(p):
     floor = 2.0**-60.0
-    return np.log2(max(p, floor)) - np.log2(max(1.0 - p, floor))
+    return math.log2(max(p, floor)) - math.log2(max(1.0 - p, floor))
 
 
 def _cross_pairs(left: Any, right: Any, probability: Any, outer: Any, core: Any, groups: int, steps: Any,

@@ -2,7 +2,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gpucdp.backend import get_backend
@@ -169,6 +169,9 @@ def test_guard_rounds_match_the_specification(linkage, case):
 
 
 @settings(max_examples=150, deadline=None)
+@example((2, []))  # no pairs: every record alone
+@example((3, [(0, 1, 1.0), (1, 2, 0.0), (0, 2, 0.5)]))  # probabilities 1 and 0: log-odds clipped, not infinite
+@example((4, [(0, 1, 0.95), (2, 3, 0.95), (1, 2, 0.95), (0, 3, 0.95)]))  # equal sums: the lowest partner wins
 @given(st.integers(2, 40).flatmap(lambda n: st.tuples(
     st.just(n),
     st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1), st.sampled_from(_PROBABILITIES)),
