@@ -55,7 +55,8 @@ class ClusterResult:
     labels : int64[n]
         Cluster label per record, numbered 0.. in order of each cluster's first record.
     record_probability : float64[n]
-        The highest match probability among the kept edges of each record (NaN for records alone).
+        The highest match probability among the kept edges of each record inside its cluster (NaN for records
+        alone).
     oversized : bool[n]
         Records in clusters still above the size cap after the guard.
     stats : dict
@@ -206,7 +207,7 @@ def _log_odds(probability: Any, xp: Any = np) -> Any:
 
 @numba.njit(cache=True, nogil=True)
 def _log_odds_host(p):
-    floor = 2.0**-60.0
+    floor = 2.0**-_WEIGHT_CLIP  # a global: a compile-time constant to Numba
     return math.log2(max(p, floor)) - math.log2(max(1.0 - p, floor))
 
 
@@ -376,7 +377,7 @@ def cluster_pairs(
     probability : float32/float64[m]
         Match probability per pair.
     threshold : float
-        Edges at or above it join clusters.
+        Edges at or above it may join clusters (with average linkage, when the pairs between the groups agree).
     max_cluster_size : int
         Clusters above it are split by the guard (when ``split_oversized``) or flagged.
     backend : Backend

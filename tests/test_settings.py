@@ -56,6 +56,7 @@ def test_round_trip_json_and_yaml(tmp_path):
     [
         ({"bogus": 1}, "bogus: unknown setting"),
         ({"cluster": {"threshold": 1.5}}, "cluster.threshold"),
+        ({"cluster": {"linkage": "complete"}}, "cluster.linkage.*'average' or 'single'"),
         ({"mode": "merge"}, "mode"),
         ({"blocking": {"knn": {"k": 0}}}, "blocking.knn.k"),
         ({"fields": [{"name": "x", "type": "colour"}]}, "fields.0.type"),
