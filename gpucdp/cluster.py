@@ -19,17 +19,19 @@ out; clusters still too big are flagged in the output and the manifest rather th
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numba
 import numpy as np
 
+from gpucdp import memory
 from gpucdp.arrays import run_starts, stable_argsort
 from gpucdp.backend import Backend, to_host
 from gpucdp.evaluate import sizes_summary
 
-__all__ = ["ClusterResult", "cluster_pairs", "size_summary"]
+__all__ = ["ClusterResult", "cluster_pairs", "size_summary", "working_set"]
 
 GUARD_STEPS = 4
 #: Average linkage starts from the groups joined by edges this many guard steps above the threshold.
@@ -146,13 +148,16 @@ def _max_at_host(out, left, right, values, labels):
 _KEEP_BLOCK = 1 << 16
 
 
-def _kept_edges(n: int, left: Any, right: Any, probability: Any, steps: Any, record_step: Any,
-                xp: Any = np) -> tuple[Any, Any, Any]:
+def _kept_edges(n: int, left: Any, right: Any, probability: Any, steps: Any, record_step: Any, xp: Any = np,
+                chunk_size: int | None = None, before_write: Callable[[int], None] | None = None
+                ) -> tuple[Any, Any, Any]:
     """The edges whose probability reaches their step's threshold, in their order.
 
     An edge's step is the larger of its records' ``record_step`` (int8[n]; None: step 0 for every record), and
     its threshold ``steps[step]`` (float64[GUARD_STEPS + 1]). On the host two parallel Numba passes count and
-    write the kept edges, with no mask and no per-edge temporary; the device compresses by a mask.
+    write the kept edges, with no mask and no per-edge temporary; the device fills a mask ``chunk_size`` edges
+    at a time and compresses by it. ``before_write`` is told how many edges are kept before they are written
+    (the stage's memory check).
     """
     if xp is np:
         if record_step is None:
@@ -163,14 +168,27 @@ def _kept_edges(n: int, left: Any, right: Any, probability: Any, steps: Any, rec
         _keep_pass(left, right, probability, steps, record_step, _KEEP_BLOCK, starts[1:], *nothing, False)
         np.cumsum(starts, out=starts)
         kept = int(starts[-1])
+        if before_write is not None:
+            before_write(kept)
         out = (np.empty(kept, left.dtype), np.empty(kept, right.dtype), np.empty(kept, probability.dtype))
         _keep_pass(left, right, probability, steps, record_step, _KEEP_BLOCK, starts, *out, True)
         return out
-    if record_step is None:
-        mask = probability >= float(steps[0])
-    else:
-        mask = probability >= steps[xp.maximum(record_step[left], record_step[right])]
+    # a chunk's gathers (two int8 steps and a float64 threshold per edge) are its only temporaries
+    mask = xp.empty(int(left.shape[0]), dtype=xp.bool_)
+    for part in _chunks(int(left.shape[0]), chunk_size):
+        if record_step is None:
+            mask[part] = probability[part] >= float(steps[0])
+        else:
+            mask[part] = probability[part] >= steps[xp.maximum(record_step[left[part]], record_step[right[part]])]
+    if before_write is not None:
+        before_write(int(xp.count_nonzero(mask)))
     return left[mask], right[mask], probability[mask]
+
+
+def _chunks(length: int, chunk_size: int | None) -> list[slice]:
+    """Slices of ``chunk_size`` (None: all) covering ``range(length)``."""
+    step = max(int(chunk_size or length), 1)
+    return [slice(start, start + step) for start in range(0, length, step)]
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -191,12 +209,15 @@ def _keep_pass(left, right, probability, steps, record_step, block, starts, out_
             starts[b] = at
 
 
-def _pairs_among(n: int, left: Any, right: Any, probability: Any, members: Any, xp: Any = np) -> tuple[Any, Any, Any]:
+def _pairs_among(n: int, left: Any, right: Any, probability: Any, members: Any, xp: Any = np,
+                 chunk_size: int | None = None, before_write: Callable[[int], None] | None = None
+                 ) -> tuple[Any, Any, Any]:
     """The pairs whose two records are both ``members`` (bool[n]), in their order: the scored pairs a guard round
     weighs, read through :func:`_kept_edges` with a step of its own for the members (threshold −∞) and for the
     rest (+∞), so that the pass over every scored pair reads one byte a record."""
     steps = xp.asarray(np.array([-np.inf, np.inf]))
-    return _kept_edges(n, left, right, probability, steps, (~members).astype(xp.int8), xp)
+    return _kept_edges(n, left, right, probability, steps, (~members).astype(xp.int8), xp, chunk_size,
+                       before_write)
 
 
 def _log_odds(probability: Any, xp: Any = np) -> Any:
@@ -212,12 +233,15 @@ def _log_odds_host(p):
 
 
 def _cross_pairs(left: Any, right: Any, probability: Any, outer: Any, core: Any, groups: int, steps: Any,
-                 record_step: Any, chunk_size: int, xp: Any = np) -> tuple[Any, Any, Any]:
+                 record_step: Any, chunk_size: int, xp: Any = np,
+                 before_write: Callable[[int], None] | None = None) -> tuple[Any, Any, Any]:
     """The scored pairs that average linkage weighs: inside one outer component, between two cores.
 
     Returns, per such pair, ``min(core) * groups + max(core)`` (int64), its log-odds (float64) and whether it
     reaches its records' step threshold (bool). On the host two parallel Numba passes count and write them,
-    with no per-pair temporary (they read every scored pair); the device masks a chunk of pairs at a time.
+    with no per-pair temporary (they read every scored pair). The device, too, counts before it writes: a mask
+    ``chunk_size`` pairs at a time, then each chunk's pairs gathered into their place. ``before_write`` is
+    told how many there are before they are written (the stage's memory check).
     """
     if xp is np:
         # A record in a component of one core has no pair to weigh: a byte per record says so, read before the
@@ -232,24 +256,35 @@ def _cross_pairs(left: Any, right: Any, probability: Any, outer: Any, core: Any,
         _cross_pass(left, right, probability, outer, core, mixed, groups, steps, record_step, _KEEP_BLOCK,
                     starts[1:], *empty, False)
         np.cumsum(starts, out=starts)
+        if before_write is not None:
+            before_write(int(starts[-1]))
         out = (np.empty(int(starts[-1]), np.int64), np.empty(int(starts[-1]), np.float64),
                np.empty(int(starts[-1]), np.bool_))
         _cross_pass(left, right, probability, outer, core, mixed, groups, steps, record_step, _KEEP_BLOCK, starts,
                     *out, True)
         return out
-    keys, weights, eligible = [], [], []
-    for start in range(0, int(left.shape[0]), chunk_size):
-        part = slice(start, start + chunk_size)
-        l, r, p = left[part], right[part], probability[part]
+    parts = _chunks(int(left.shape[0]), chunk_size)
+    mask = xp.empty(int(left.shape[0]), dtype=xp.bool_)
+    for part in parts:
+        l, r = left[part], right[part]
+        mask[part] = (outer[l] == outer[r]) & (core[l] != core[r])
+    count = int(xp.count_nonzero(mask))
+    if before_write is not None:
+        before_write(count)
+    keys = xp.empty(count, dtype=xp.int64)
+    weights = xp.empty(count, dtype=xp.float64)
+    eligible = xp.empty(count, dtype=xp.bool_)
+    at = 0
+    for part in parts:
+        chosen = mask[part]
+        l, r, p = left[part][chosen], right[part][chosen], probability[part][chosen]
         cl, cr = core[l], core[r]
-        mask = (outer[l] == outer[r]) & (cl != cr)
-        l, r, p, cl, cr = l[mask], r[mask], p[mask], cl[mask], cr[mask]
-        keys.append(xp.minimum(cl, cr) * groups + xp.maximum(cl, cr))
-        weights.append(_log_odds(p, xp))
-        eligible.append(p >= steps[xp.maximum(record_step[l], record_step[r])])
-    if not keys:
-        return xp.zeros(0, xp.int64), xp.zeros(0, xp.float64), xp.zeros(0, xp.bool_)
-    return xp.concatenate(keys), xp.concatenate(weights), xp.concatenate(eligible)
+        into = slice(at, at + int(l.shape[0]))
+        keys[into] = xp.minimum(cl, cr) * groups + xp.maximum(cl, cr)
+        weights[into] = _log_odds(p, xp)
+        eligible[into] = p >= steps[xp.maximum(record_step[l], record_step[r])]
+        at = into.stop
+    return keys, weights, eligible
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -344,6 +379,32 @@ def _average_linkage(core: Any, groups: int, keys: Any, weights: Any, eligible: 
     return to[core], rounds
 
 
+def working_set(n: int, scored: int, *, linkage: str, chunk_size: int, kept: int = 0, cross: int = 0,
+                among: int = 0, guard: int = 0, index_bytes: int = 4) -> int:
+    """Bytes :func:`cluster_pairs` holds at its peak beyond the scored pairs it is given (on the high side).
+
+    From the records ``n``, the ``scored`` pairs, the edges ``kept`` at the threshold, the pairs between
+    groups that average linkage weighs (``cross``), the pairs inside big clusters that a guard round weighs
+    (``among``) and whether a guard round runs (``guard``); the constants are in :mod:`gpucdp.memory`. A count
+    not known yet counts as zero: the stage checks again as each becomes known. The kept edges (and their
+    subsets: the cores', a guard round's) and the per-record arrays last the whole stage; the rest are the
+    larger of what the passes over the scored pairs, the merge rounds and the last pass over the kept edges
+    hold.
+    """
+    edge = 2 * index_bytes + 8  # left, right, probability
+    lasting = (n * (memory.CLUSTER_BYTES_PER_RECORD + guard * memory.CLUSTER_GUARD_BYTES_PER_RECORD)
+               + kept * memory.CLUSTER_EDGE_COPIES * edge)
+    # a chunk of the passes over the scored pairs (average linkage) or over the kept edges (the guard's)
+    chunked = min(chunk_size, scored if linkage == "average" else kept)
+    passes = scored * memory.CLUSTER_BYTES_PER_SCORED_PAIR + chunked * memory.CLUSTER_CHUNK_BYTES_PER_PAIR
+    rounds = 0
+    if linkage == "average":
+        lasting += among * edge
+        passes += cross * memory.CLUSTER_BYTES_PER_CROSS_PAIR
+        rounds = cross * memory.CLUSTER_MERGE_BYTES_PER_CROSS_PAIR
+    return int(lasting + max(passes, rounds, kept * memory.CLUSTER_BYTES_PER_KEPT_EDGE))
+
+
 def size_summary(labels: np.ndarray) -> dict[str, Any]:
     """Cluster count, mean size and size distribution (buckets as in :func:`gpucdp.evaluate.sizes_summary`)."""
     sizes = np.bincount(labels) if labels.size else np.zeros(0, dtype=np.int64)
@@ -365,6 +426,7 @@ def cluster_pairs(
     position: Any = None,
     linkage: str = "average",
     chunk_size: int = 1 << 24,
+    need: Callable[..., None] | None = None,
 ) -> ClusterResult:
     """Cluster records: average linkage (or connected components) over the edges with probability ≥ threshold.
 
@@ -391,7 +453,11 @@ def cluster_pairs(
         "single": connected components of the edges at the threshold. "average": groups inside those
         components merge only while the pairs between them, summed in log-odds, say match (module docstring).
     chunk_size : int
-        Pairs per step of the device's array operations over all scored pairs (average linkage).
+        Pairs per step of the device's array operations over all scored pairs.
+    need : callable, optional
+        The memory check: called with the bytes the stage will hold beyond the pairs it was given
+        (:func:`working_set`) and the counts they come from (as keywords), each time one of those counts
+        becomes known, before the arrays of that count are made; it raises to stop the run.
     """
     if linkage not in LINKAGES:
         raise ValueError(f"linkage must be one of {LINKAGES}, got {linkage!r}")
@@ -410,6 +476,16 @@ def cluster_pairs(
     steps = xp.asarray(np.array(steps, dtype=np.float64))
     record_step = xp.zeros(n, dtype=xp.int8)  # 0..GUARD_STEPS: gathered per edge, so the narrowest type
     merge_rounds = 0
+    counts = {"kept": 0, "cross": 0, "among": 0, "guard": 0}
+
+    def check(name: str) -> Callable[[int], None]:
+        """The memory check to run once the count ``name`` is known (before its arrays are written)."""
+        def known(count: int) -> None:
+            counts[name] = max(counts[name], count)
+            if need is not None:  # (the host's passes have no chunks)
+                need(working_set(n, edges_scored, linkage=linkage, chunk_size=chunk_size if xp is not np else 0,
+                                 index_bytes=left.itemsize, **counts), **counts)
+        return known
 
     def clusters(kept: tuple[Any, Any, Any], scored: tuple[Any, Any, Any] = scored) -> tuple[Any, int, Any]:
         """Labels of the records, the merge rounds, and the connected components, from the edges kept at their
@@ -417,14 +493,16 @@ def cluster_pairs(
         components = xp.asarray(backend.connected_components(n, kept[0], kept[1]))
         if linkage == "single":
             return components, 0, components
-        core_left, core_right, _ = _kept_edges(n, *kept, steps[CORE_STEPS:], record_step, xp)
+        core_left, core_right, _ = _kept_edges(n, *kept, steps[CORE_STEPS:], record_step, xp, chunk_size)
         core = _relabel_first_seen(xp.asarray(backend.connected_components(n, core_left, core_right)), xp)
+        del core_left, core_right
         groups = int(core.max()) + 1 if n else 0
         keys, weights, eligible = _cross_pairs(*scored, components, core, groups, steps, record_step,
-                                               chunk_size, xp)
+                                               chunk_size, xp, check("cross"))
         return (*_average_linkage(core, groups, keys, weights, eligible, xp), components)
 
-    left, right, probability = _kept_edges(n, left, right, probability, steps, None, xp)
+    left, right, probability = _kept_edges(n, left, right, probability, steps, None, xp, chunk_size,
+                                           check("kept"))
     labels, rounds, components = clusters((left, right, probability))
     merge_rounds += rounds
     kept_apart = _count_labels(labels, xp) - _count_labels(components, xp)
@@ -437,16 +515,18 @@ def cluster_pairs(
         if not bool(big.any()):
             break
         guard_rounds += 1
+        check("guard")(1)
         split_clusters += int(big.sum())
         in_big = big[labels]
         record_step[in_big] = xp.minimum(record_step[in_big] + 1, GUARD_STEPS)
-        left, right, probability = _kept_edges(n, left, right, probability, steps, record_step, xp)
+        left, right, probability = _kept_edges(n, left, right, probability, steps, record_step, xp, chunk_size)
         # Only the big clusters are clustered again, each from the kept edges inside it; the other records keep
         # their labels, and the new ones are numbered after them. (For connected components this is what
         # clustering every record again would give: no kept edge ever joined two clusters.)
         inside = in_big[left] & (labels[left] == labels[right])
         split, rounds, _ = clusters((left[inside], right[inside], probability[inside]),
-                                    _pairs_among(n, *scored, in_big, xp) if linkage == "average" else scored)
+                                    _pairs_among(n, *scored, in_big, xp, chunk_size, check("among"))
+                                    if linkage == "average" else scored)
         del inside
         # renumbered at once, so that labels stay below n (the host's renumbering holds an array of the largest)
         labels = _relabel_first_seen(xp.where(in_big, split + (int(labels.max()) + 1), labels), xp)

@@ -278,7 +278,10 @@ class DeviceMemory:
         MemoryBudgetError
             Names the stage, the estimate, the free device memory and ``advice`` (what to change).
         """
-        self.xp.get_default_memory_pool().free_all_blocks()
+        pool = self.xp.get_default_memory_pool()
+        # a check inside a stage: what the pool held so far is the stage's peak so far, before it is freed
+        self.peaks[stage] = max(self.peaks.get(stage, 0), int(pool.total_bytes()))
+        pool.free_all_blocks()
         free, total = self.info()
         self.estimates[stage] = {"estimate_bytes": int(working_set), "free_bytes": free, **counts}
         if working_set > free:

@@ -508,10 +508,18 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
     # ---- cluster
     memory.release_unused()
     with report.stage("cluster") as st, device.stage("cluster"):
+        # checked as the stage learns its counts (the edges kept, the pairs between groups), before their arrays
+        fix = ("make fewer candidate pairs (blocking.max_block_size, key rules), or set cluster.linkage: single "
+               "(it holds no pairs between groups)")
+        cluster_chunk = chunk_size  # on the device, from the memory free now that the pairs have probabilities
+        if device.on_device:
+            cluster_chunk = min(chunk_size, rows_per_chunk(device.info()[0], memory.CLUSTER_CHUNK_BYTES_PER_PAIR))
         clusters = cluster_pairs(
             n, left, right, probability, threshold=resolved.cluster.threshold,
             max_cluster_size=resolved.cluster.max_cluster_size, split_oversized=resolved.cluster.split_oversized,
-            backend=be, position=position_x, linkage=resolved.cluster.linkage, chunk_size=chunk_size,
+            backend=be, position=position_x, linkage=resolved.cluster.linkage, chunk_size=cluster_chunk,
+            need=lambda working_set, **counts: need("cluster", working_set, fix, records=n,
+                                                    scored_pairs=n_pairs, **counts),
         )
         st.count(clusters=clusters.stats["clusters"], max_size=clusters.stats["max_size"],
                  kept_apart=clusters.stats["kept_apart"], oversized=clusters.stats["oversized_clusters"])

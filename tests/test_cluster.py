@@ -5,8 +5,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from gpucdp.backend import get_backend
+from gpucdp.backend import Backend, get_backend
 from gpucdp.cluster import CORE_STEPS, MAX_MERGE_ROUNDS, cluster_pairs, size_summary
+from gpucdp.kernels.components import components_cpu
 
 BACKEND = get_backend("cpu")
 
@@ -239,6 +240,96 @@ def test_an_unknown_linkage_is_refused():
     with pytest.raises(ValueError, match="linkage"):
         cluster_pairs(2, np.array([0]), np.array([1]), np.array([0.99]), threshold=0.9, max_cluster_size=10,
                       split_oversized=False, backend=BACKEND, linkage="complete")
+
+
+def _people_graph(people, seed):
+    """Scored pairs of records of ``people`` persons (1-12 records each, shuffled): pairs inside a person
+    mostly far above the threshold, some just above, some below; random pairs between persons mostly far
+    below, a few wrongly above (the bridges average linkage weighs)."""
+    rng = np.random.default_rng(seed)
+    sizes = np.minimum(rng.geometric(0.4, people), 12)
+    person = rng.permutation(np.repeat(np.arange(people), sizes))
+    n = person.size
+    by_person = np.argsort(person, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    left, right = [], []
+    for start, size in zip(starts, sizes):
+        members = by_person[start:start + size]
+        i, j = np.triu_indices(size, 1)
+        left.append(members[i])
+        right.append(members[j])
+    left, right = np.concatenate(left), np.concatenate(right)
+    inside = rng.choice([0.99999, 0.995, 0.95, 0.5, 0.01], size=left.size, p=[0.5, 0.2, 0.15, 0.1, 0.05])
+    a, b = rng.integers(0, n, 3 * n), rng.integers(0, n, 3 * n)
+    a, b = a[(a != b) & (person[a] != person[b])], b[(a != b) & (person[a] != person[b])]
+    between = rng.choice([0.001, 0.3, 0.95, 0.995], size=a.size, p=[0.85, 0.1, 0.04, 0.01])
+    left, right = np.concatenate([left, np.minimum(a, b)]), np.concatenate([right, np.maximum(a, b)])
+    probability = np.concatenate([inside, between])
+    order = np.lexsort((right, left))  # as the pipeline hands them over: sorted by record
+    left, right, probability = left[order].astype(np.int32), right[order].astype(np.int32), probability[order]
+    return n, left, right, probability
+
+
+def _device_backend(xp):
+    """The GPU backend on the CuPy stand-in; components by the CPU kernel on the device buffers."""
+    from strict_xp import DeviceArray
+
+    def components(n, left, right):
+        assert isinstance(left, DeviceArray) and isinstance(right, DeviceArray)
+        return DeviceArray(components_cpu(n, left._a, right._a), xp)
+
+    return Backend(name="gpu", xp=xp, xdf=None, faiss=None, faiss_gpu=False, kernel_target="cuda",
+                   reason="the CuPy stand-in", components_impl=components)
+
+
+@pytest.mark.parametrize("linkage", ["average", "single"])
+def test_the_device_clusters_as_the_host_whatever_its_chunks(linkage):
+    from strict_xp import StrictXP
+
+    n, left, right, probability = _people_graph(1500, seed=5)
+    options = dict(threshold=0.9, max_cluster_size=6, split_oversized=True, linkage=linkage)
+    host = cluster_pairs(n, left, right, probability, backend=BACKEND, **options)
+    assert host.stats["guard_rounds"] > 0 and (host.stats["kept_apart"] > 0) == (linkage == "average")
+    for chunk_size in (97, 4096, 1 << 24):
+        xp = StrictXP()
+        device = cluster_pairs(n, xp.asarray(left), xp.asarray(right), xp.asarray(probability),
+                               backend=_device_backend(xp), chunk_size=chunk_size, **options)
+        assert np.array_equal(device.labels, host.labels), chunk_size
+        np.testing.assert_array_equal(device.record_probability, host.record_probability)
+        assert device.stats == host.stats
+
+
+@pytest.mark.parametrize(("linkage", "cap", "chunk_size"), [
+    ("average", 100, 1 << 24), ("average", 100, 512), ("average", 4, 512), ("single", 100, 1 << 24),
+    ("single", 4, 512),
+])
+def test_the_working_set_bounds_what_the_device_holds(linkage, cap, chunk_size):
+    # The stage's memory check is only as good as its estimate: on the stand-in, whose pool counts every
+    # device array, the largest estimate must cover the stage's peak above the pairs it was given, and not
+    # by so much that a run that fits is stopped.
+    from strict_xp import StrictXP
+
+    n, left, right, probability = _people_graph(3000, seed=9)
+    xp = StrictXP()
+    pairs = xp.asarray(left), xp.asarray(right), xp.asarray(probability)
+    pool = xp.get_default_memory_pool()
+    pool.free_all_blocks()
+    held = pool.used_bytes()
+    estimates = []
+
+    def need(working_set, **counts):
+        estimates.append((working_set, counts))
+
+    result = cluster_pairs(n, *pairs, threshold=0.9, max_cluster_size=cap, split_oversized=True,
+                           backend=_device_backend(xp), linkage=linkage, chunk_size=chunk_size, need=need)
+    peak = pool.total_bytes() - held
+    largest, counts = max(estimates, key=lambda e: e[0])
+    assert peak <= largest <= 3 * peak, (peak, largest, counts)
+    assert counts["kept"] == int((probability >= 0.9).sum())
+    assert (counts["guard"] == 1) == (result.stats["guard_rounds"] > 0)
+    assert (counts["cross"] > 0) == (linkage == "average")
+    # checked before each count's arrays are made: the estimates only grow
+    assert [e[0] for e in estimates] == sorted(e[0] for e in estimates)
 
 
 def test_size_summary():

@@ -27,7 +27,7 @@ from strict_xp import DeviceArray, StrictXP
 import gpucdp.block
 import gpucdp.compare
 import gpucdp.embed
-from gpucdp import synth
+from gpucdp import memory, synth
 from gpucdp.backend import Backend, plan_backend
 from gpucdp.block import knn_pairs
 from gpucdp.errors import MemoryBudgetError
@@ -149,7 +149,8 @@ def test_gpu_flow_matches_the_cpu_and_keeps_pairs_on_the_device(device, records,
     assert copied < 100 * N_RECORDS
     # the device checks saw the per-pair stages
     estimates = gpu.manifest["device_memory"]["estimates"]
-    assert {"block", "compare", "model"} <= set(estimates)
+    assert {"block", "compare", "model", "cluster"} <= set(estimates)
+    assert estimates["cluster"]["scored_pairs"] == n_pairs and estimates["cluster"]["kept"] > 0
     assert estimates["compare"]["candidate_pairs"] == n_pairs
     assert gpu.manifest["device_memory"]["peak_bytes_by_stage"]["compare"] > 0
     if "cluster" in settings:
@@ -190,6 +191,21 @@ def test_a_device_too_small_for_the_pairs_stops_before_blocking_them(device, rec
         resolve(records, settings=settings, backend=backend)
     xp.device_bytes = 8 * 2**30
     assert resolve(records, settings=settings, backend=backend).manifest["blocking"]["candidate_pairs"] > 20 * N_RECORDS
+
+
+def test_a_device_too_small_to_cluster_stops_before_the_pairs_between_groups(device, records, monkeypatch,
+                                                                             tmp_path):
+    # every stage before fits; the pairs between groups that average linkage weighs are made to cost 1 GB each
+    backend, xp = device
+    monkeypatch.setattr(memory, "CLUSTER_BYTES_PER_CROSS_PAIR", 10**9)
+    settings = {"blocking": {"knn": {"enabled": False}}}
+    with pytest.raises(MemoryBudgetError, match=r"cluster stage needs about .* GB of GPU memory .*"
+                                                r"cluster.linkage: single"):
+        resolve(records, settings=settings, backend=backend, out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    # single linkage weighs no pairs between groups
+    assert resolve(records, settings={**settings, "cluster": {"linkage": "single"}},
+                   backend=backend).manifest["cluster"]["linkage"] == "single"
 
 
 @pytest.mark.parametrize("index", ["flat", "cells", "ivf", "hnsw"])

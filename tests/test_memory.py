@@ -90,10 +90,11 @@ def records():
 
 def test_moderate_limit_chunks_and_gives_the_same_outputs(records, monkeypatch):
     # With the resident memory pinned at zero the estimates are the stages' working sets alone, and with the
-    # blocking and profile estimates made negligible the comparison's is the largest: a limit can be chosen
-    # that forces small comparison chunks whatever else the process holds.
+    # blocking, clustering and profile estimates made negligible the comparison's is the largest: a limit can
+    # be chosen that forces small comparison chunks whatever else the process holds.
     monkeypatch.setattr(memory, "process_rss", lambda: 0)
-    for name in ("BLOCK_BYTES_PER_PAIR", "PROFILE_BYTES_PER_VALUE", "PROFILE_BYTES_PER_RECORD"):
+    for name in ("BLOCK_BYTES_PER_PAIR", "PROFILE_BYTES_PER_VALUE", "PROFILE_BYTES_PER_RECORD",
+                 *(name for name in dir(memory) if name.startswith("CLUSTER_"))):
         monkeypatch.setattr(memory, name, 1)
     settings = {"model": {"u_pairs": 1000}}
     free = resolve(records, settings=settings, backend="cpu", write_pairs=True)
@@ -101,7 +102,8 @@ def test_moderate_limit_chunks_and_gives_the_same_outputs(records, monkeypatch):
     pairs = stages["compare"]["candidate_pairs"]
     per_pair = memory.COMPARE_CHUNK_BYTES_PER_PAIR + len(free.manifest["settings"]["comparisons"])
     fixed = stages["compare"]["estimate_bytes"] - stages["compare"]["chunk_size"] * per_pair
-    limit = max(fixed + 1500 * per_pair, *(stages[s]["estimate_bytes"] for s in ("block", "model", "profiles")))
+    others = ("block", "model", "cluster", "profiles")
+    limit = max(fixed + 1500 * per_pair, *(stages[s]["estimate_bytes"] for s in others))
     limited = resolve(records, settings=settings, backend="cpu", write_pairs=True, memory_limit=limit)
     chunk = limited.manifest["memory"]["stages"]["compare"]["chunk_size"]
     assert 1000 <= chunk < pairs / 2, (chunk, pairs)
@@ -115,6 +117,6 @@ def test_manifest_records_budget_and_estimates(records, tmp_path):
     resolve(records.head(800), out=tmp_path / "out", backend="cpu", memory_limit="16GiB")
     recorded = json.loads((tmp_path / "out" / "manifest.json").read_text())["memory"]
     assert recorded["budget_bytes"] == 16 * 2**30 and recorded["budget_source"] == "--memory-limit"
-    assert set(recorded["stages"]) == {"block", "compare", "model", "profiles"}
+    assert set(recorded["stages"]) == {"block", "compare", "model", "cluster", "profiles"}
     for stage in recorded["stages"].values():
         assert stage["estimate_bytes"] >= stage["resident_bytes"] > 0

@@ -378,6 +378,13 @@ def test_device_memory_stage_peaks_read_the_pool():
     assert memory.on_device and memory.peaks["compare"] == 8000 + 16000
     assert memory.info() == ((1 << 20) - 8000, 1 << 20)
     assert keep.nbytes == 8000
+    # a check inside a stage frees the pool's blocks: the stage's peak so far is kept, not lost
+    with memory.stage("cluster"):
+        scratch = xp.ones(4000, dtype=xp.float32)
+        del scratch
+        memory.check("cluster", 100, "never printed")
+        small = xp.ones(10, dtype=xp.float32)
+    assert memory.peaks["cluster"] == 8000 + 16000 and small.nbytes == 40
 
 
 def test_numba_functions_refuse_device_arrays(xp):
