@@ -5,7 +5,9 @@ available when the run starts (psutil), plus what the process already holds. Bef
 comparison, the model and the profiles, the pipeline asks :meth:`Budget.check` whether the stage's estimated
 peak fits: the process's resident memory now (the records and everything kept from earlier stages) plus the
 stage's working set, estimated from counts already known (records, candidate pairs, bytes of prepared strings,
-columns). Comparison is chunked, so its chunk size is derived from what is left (:meth:`Budget.chunk_size`).
+columns). Clustering asks as it goes, each time it has counted something its arrays depend on (the edges kept,
+the pairs between groups). Comparison is chunked, so its chunk size is derived from what is left
+(:meth:`Budget.chunk_size`).
 When a stage cannot fit, :class:`MemoryBudgetError` stops the run before any output is written, saying the
 estimate, the budget and what to change. Every estimate and the budget go into manifest.json.
 
