@@ -330,7 +330,7 @@ def _group_pairs(keys: Any, weights: Any, eligible: Any, xp: Any = np) -> tuple[
     return keys, sums, reach
 
 
-def _average_linkage(core: Any, groups: int, keys: Any, weights: Any, eligible: Any,
+def _average_linkage(core: Any, groups: int, outer: Any, keys: Any, weights: Any, eligible: Any,
                      xp: Any = np) -> tuple[Any, int]:
     """Merge groups by average linkage, starting from ``core`` (group per record, numbered 0..groups-1 in order
     of each group's first record), weighing the pairs between groups (:func:`_cross_pairs`).
@@ -340,8 +340,15 @@ def _average_linkage(core: Any, groups: int, keys: Any, weights: Any, eligible: 
     name each other merge, keeping the lower number, which is also the group whose first record comes first:
     numbers, and so the result, do not depend on how the components were labelled. Returns each record's group
     and the rounds run.
+
+    Groups merge only inside one outer component (``outer``, per record), and a component in which no two
+    groups merged in a round has none left that may: its pairs leave the table, so that the later rounds,
+    which a few big components need, cost those components' pairs, not every component's.
     """
     keys, sums, reach = _group_pairs(keys, weights, eligible, xp)
+    group_outer = xp.zeros(groups, dtype=xp.int64)
+    group_outer[core] = outer
+    merging = xp.zeros(int(outer.max()) + 1 if outer.shape[0] else 0, dtype=xp.bool_)  # per component
     to = xp.arange(groups, dtype=xp.int64)
     # per group: its best score and best partner (float64: the scatter-min CuPy has), set for the groups of a
     # round's table and put back after it, so that a round costs its table, not the number of groups
@@ -366,8 +373,12 @@ def _average_linkage(core: Any, groups: int, keys: Any, weights: Any, eligible: 
         if not bool(mutual.any()):
             break
         to[b[mutual]] = a[mutual]  # each group is in one mutual pair at most: ``a`` stays a group of its own
+        merged = group_outer[a[mutual]]
+        merging[merged] = True
+        live = merging[group_outer[a]]
+        merging[merged] = False
         a, b = to[a], to[b]
-        apart = a != b
+        apart = live & (a != b)
         a, b = a[apart], b[apart]
         keys, sums, reach = _group_pairs(xp.minimum(a, b) * groups + xp.maximum(a, b), sums[apart], reach[apart], xp)
         rounds += 1
@@ -499,7 +510,7 @@ def cluster_pairs(
         groups = int(core.max()) + 1 if n else 0
         keys, weights, eligible = _cross_pairs(*scored, components, core, groups, steps, record_step,
                                                chunk_size, xp, check("cross"))
-        return (*_average_linkage(core, groups, keys, weights, eligible, xp), components)
+        return (*_average_linkage(core, groups, components, keys, weights, eligible, xp), components)
 
     left, right, probability = _kept_edges(n, left, right, probability, steps, None, xp, chunk_size,
                                            check("kept"))
