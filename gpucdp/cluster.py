@@ -210,14 +210,46 @@ def _keep_pass(left, right, probability, steps, record_step, block, starts, out_
 
 
 def _pairs_among(n: int, left: Any, right: Any, probability: Any, members: Any, xp: Any = np,
-                 chunk_size: int | None = None, before_write: Callable[[int], None] | None = None
-                 ) -> tuple[Any, Any, Any]:
+                 chunk_size: int | None = None, before_write: Callable[[int], None] | None = None,
+                 sorted_left: bool = False) -> tuple[Any, Any, Any]:
     """The pairs whose two records are both ``members`` (bool[n]), in their order: the scored pairs a guard round
-    weighs, read through :func:`_kept_edges` with a step of its own for the members (threshold −∞) and for the
-    rest (+∞), so that the pass over every scored pair reads one byte a record."""
+    weighs.
+
+    On the host, when the pairs are sorted by ``left`` (as the pipeline hands them over), two Numba passes read
+    only the members' own runs of pairs, found by binary search: a guard round's few big clusters cost their
+    pairs, not every scored pair. Otherwise every pair is read, through :func:`_kept_edges` with a step of its
+    own for the members (threshold −∞) and for the rest (+∞), so that the pass reads one byte a record.
+    """
+    if xp is np and sorted_left:
+        ids = np.flatnonzero(members).astype(left.dtype)
+        nothing = (left[:0], right[:0], probability[:0])
+        count = _among_pass(left, right, probability, ids, members, *nothing, False)
+        if before_write is not None:
+            before_write(count)
+        out = (np.empty(count, left.dtype), np.empty(count, right.dtype), np.empty(count, probability.dtype))
+        _among_pass(left, right, probability, ids, members, *out, True)
+        return out
     steps = xp.asarray(np.array([-np.inf, np.inf]))
     return _kept_edges(n, left, right, probability, steps, (~members).astype(xp.int8), xp, chunk_size,
                        before_write)
+
+
+@numba.njit(cache=True, nogil=True)
+def _among_pass(left, right, probability, ids, members, out_left, out_right, out_probability, write):
+    # the pairs of each member (``ids``, ascending) as the left record, whose right record is a member too:
+    # counted, or, with ``write``, written
+    at = 0
+    for record in ids:
+        i = np.searchsorted(left, record)
+        while i < left.shape[0] and left[i] == record:
+            if members[right[i]]:
+                if write:
+                    out_left[at] = left[i]
+                    out_right[at] = right[i]
+                    out_probability[at] = probability[i]
+                at += 1
+            i += 1
+    return at
 
 
 def _log_odds(probability: Any, xp: Any = np) -> Any:
@@ -498,28 +530,31 @@ def cluster_pairs(
                                  index_bytes=left.itemsize, **counts), **counts)
         return known
 
-    def clusters(kept: tuple[Any, Any, Any], scored: tuple[Any, Any, Any] = scored) -> tuple[Any, int, Any]:
-        """Labels of the records, the merge rounds, and the connected components, from the edges kept at their
-        records' steps (and, for average linkage, the ``scored`` pairs that may lie inside those)."""
-        components = xp.asarray(backend.connected_components(n, kept[0], kept[1]))
+    def clusters(m: int, kept: tuple[Any, Any, Any], scored: tuple[Any, Any, Any],
+                 step: Any) -> tuple[Any, int, Any]:
+        """Labels of ``m`` records, the merge rounds, and the connected components, from the edges kept at
+        their records' steps ``step`` (and, for average linkage, the ``scored`` pairs that may lie inside
+        those)."""
+        components = xp.asarray(backend.connected_components(m, kept[0], kept[1]))
         if linkage == "single":
             return components, 0, components
-        core_left, core_right, _ = _kept_edges(n, *kept, steps[CORE_STEPS:], record_step, xp, chunk_size)
-        core = _relabel_first_seen(xp.asarray(backend.connected_components(n, core_left, core_right)), xp)
+        core_left, core_right, _ = _kept_edges(m, *kept, steps[CORE_STEPS:], step, xp, chunk_size)
+        core = _relabel_first_seen(xp.asarray(backend.connected_components(m, core_left, core_right)), xp)
         del core_left, core_right
-        groups = int(core.max()) + 1 if n else 0
-        keys, weights, eligible = _cross_pairs(*scored, components, core, groups, steps, record_step,
+        groups = int(core.max()) + 1 if m else 0
+        keys, weights, eligible = _cross_pairs(*scored, components, core, groups, steps, step,
                                                chunk_size, xp, check("cross"))
         return (*_average_linkage(core, groups, components, keys, weights, eligible, xp), components)
 
     left, right, probability = _kept_edges(n, left, right, probability, steps, None, xp, chunk_size,
                                            check("kept"))
-    labels, rounds, components = clusters((left, right, probability))
+    labels, rounds, components = clusters(n, (left, right, probability), scored, record_step)
     merge_rounds += rounds
     kept_apart = _count_labels(labels, xp) - _count_labels(components, xp)
     del components
     guard_rounds = 0
     split_clusters = 0
+    sorted_left = None  # whether the scored pairs are sorted by left: looked at once, when a guard round needs it
     while split_oversized and guard_rounds < GUARD_STEPS and n:
         sizes = xp.bincount(labels, minlength=int(labels.max()) + 1)
         big = sizes > max_cluster_size
@@ -531,16 +566,30 @@ def cluster_pairs(
         in_big = big[labels]
         record_step[in_big] = xp.minimum(record_step[in_big] + 1, GUARD_STEPS)
         left, right, probability = _kept_edges(n, left, right, probability, steps, record_step, xp, chunk_size)
-        # Only the big clusters are clustered again, each from the kept edges inside it; the other records keep
-        # their labels, and the new ones are numbered after them. (For connected components this is what
-        # clustering every record again would give: no kept edge ever joined two clusters.)
+        # Only the big clusters' records are clustered again, numbered among themselves (so that a round costs
+        # them, not every record), each cluster from the kept edges inside it; the other records keep their
+        # labels, and the new ones are numbered after them. (For connected components this is what clustering
+        # every record again would give: no kept edge ever joined two clusters.)
         inside = in_big[left] & (labels[left] == labels[right])
-        split, rounds, _ = clusters((left[inside], right[inside], probability[inside]),
-                                    _pairs_among(n, *scored, in_big, xp, chunk_size, check("among"))
-                                    if linkage == "average" else scored)
+        members = xp.flatnonzero(in_big)
+
+        def local(ids: Any) -> Any:  # a member's number among the members (``members`` is ascending)
+            return xp.searchsorted(members, ids).astype(left.dtype)
+
+        kept = local(left[inside]), local(right[inside]), probability[inside]
         del inside
+        if linkage == "average":
+            if sorted_left is None and xp is np:
+                sorted_left = bool(np.all(scored[0][1:] >= scored[0][:-1]))
+            among = _pairs_among(n, *scored, in_big, xp, chunk_size, check("among"), bool(sorted_left))
+            among = local(among[0]), local(among[1]), among[2]
+        else:
+            among = kept  # (not read)
+        split, rounds, _ = clusters(int(members.shape[0]), kept, among, record_step[members])
+        del kept, among
         # renumbered at once, so that labels stay below n (the host's renumbering holds an array of the largest)
-        labels = _relabel_first_seen(xp.where(in_big, split + (int(labels.max()) + 1), labels), xp)
+        labels[members] = split + (int(labels.max()) + 1)
+        labels = _relabel_first_seen(labels, xp)
         merge_rounds += rounds
     # Per record from here on: what the profiles need comes back to the host, the pairs stay where they are.
     # (Kept edges between groups that average linkage did not merge join nothing, and are no record's best.)

@@ -299,6 +299,19 @@ def test_the_device_clusters_as_the_host_whatever_its_chunks(linkage):
         assert device.stats == host.stats
 
 
+@pytest.mark.parametrize("linkage", ["average", "single"])
+def test_the_clusters_do_not_depend_on_the_order_of_the_pairs(linkage):
+    # sorted by record, a guard round reads only the big clusters' own pairs (binary search); shuffled, every pair
+    n, left, right, probability = _people_graph(1500, seed=3)
+    options = dict(threshold=0.9, max_cluster_size=5, split_oversized=True, backend=BACKEND, linkage=linkage)
+    in_order = cluster_pairs(n, left, right, probability, **options)
+    shuffled = np.random.default_rng(0).permutation(left.size)
+    result = cluster_pairs(n, left[shuffled], right[shuffled], probability[shuffled], **options)
+    assert in_order.stats["guard_rounds"] > 1
+    assert np.array_equal(in_order.labels, result.labels) and in_order.stats == result.stats
+    np.testing.assert_array_equal(in_order.record_probability, result.record_probability)
+
+
 @pytest.mark.parametrize(("linkage", "cap", "chunk_size"), [
     ("average", 100, 1 << 24), ("average", 100, 512), ("average", 4, 512), ("single", 100, 1 << 24),
     ("single", 4, 512),
