@@ -252,6 +252,11 @@ def _among_pass(left, right, probability, ids, members, out_left, out_right, out
     return at
 
 
+def _local_ids(members: Any, ids: Any, xp: Any = np) -> Any:
+    """Each of ``ids`` (records among ``members``, ascending) numbered among the members, in the ids' dtype."""
+    return xp.searchsorted(members, ids).astype(ids.dtype)
+
+
 def _log_odds(probability: Any, xp: Any = np) -> Any:
     """log2(p / (1 − p)), within about ±60 bits (p and 1 − p floored at 2^-60): a pair's evidence, in bits."""
     floor = 2.0**-_WEIGHT_CLIP
@@ -572,17 +577,14 @@ def cluster_pairs(
         # every record again would give: no kept edge ever joined two clusters.)
         inside = in_big[left] & (labels[left] == labels[right])
         members = xp.flatnonzero(in_big)
-
-        def local(ids: Any) -> Any:  # a member's number among the members (``members`` is ascending)
-            return xp.searchsorted(members, ids).astype(left.dtype)
-
-        kept = local(left[inside]), local(right[inside]), probability[inside]
+        kept = (_local_ids(members, left[inside], xp), _local_ids(members, right[inside], xp),
+                probability[inside])
         del inside
         if linkage == "average":
             if sorted_left is None and xp is np:
                 sorted_left = bool(np.all(scored[0][1:] >= scored[0][:-1]))
             among = _pairs_among(n, *scored, in_big, xp, chunk_size, check("among"), bool(sorted_left))
-            among = local(among[0]), local(among[1]), among[2]
+            among = _local_ids(members, among[0], xp), _local_ids(members, among[1], xp), among[2]
         else:
             among = kept  # (not read)
         split, rounds, _ = clusters(int(members.shape[0]), kept, among, record_step[members])

@@ -2,12 +2,12 @@ import math
 
 import numpy as np
 import pytest
+from gpucdp.kernels.components import components_cpu
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gpucdp.backend import Backend, get_backend
 from gpucdp.cluster import CORE_STEPS, MAX_MERGE_ROUNDS, cluster_pairs, size_summary
-from gpucdp.kernels.components import components_cpu
 
 BACKEND = get_backend("cpu")
 
@@ -287,7 +287,7 @@ def test_the_device_clusters_as_the_host_whatever_its_chunks(linkage):
     from strict_xp import StrictXP
 
     n, left, right, probability = _people_graph(1500, seed=5)
-    options = dict(threshold=0.9, max_cluster_size=6, split_oversized=True, linkage=linkage)
+    options = {"threshold": 0.9, "max_cluster_size": 6, "split_oversized": True, "linkage": linkage}
     host = cluster_pairs(n, left, right, probability, backend=BACKEND, **options)
     assert host.stats["guard_rounds"] > 0 and (host.stats["kept_apart"] > 0) == (linkage == "average")
     for chunk_size in (97, 4096, 1 << 24):
@@ -303,7 +303,8 @@ def test_the_device_clusters_as_the_host_whatever_its_chunks(linkage):
 def test_the_clusters_do_not_depend_on_the_order_of_the_pairs(linkage):
     # sorted by record, a guard round reads only the big clusters' own pairs (binary search); shuffled, every pair
     n, left, right, probability = _people_graph(1500, seed=3)
-    options = dict(threshold=0.9, max_cluster_size=5, split_oversized=True, backend=BACKEND, linkage=linkage)
+    options = {"threshold": 0.9, "max_cluster_size": 5, "split_oversized": True, "backend": BACKEND,
+               "linkage": linkage}
     in_order = cluster_pairs(n, left, right, probability, **options)
     shuffled = np.random.default_rng(0).permutation(left.size)
     result = cluster_pairs(n, left[shuffled], right[shuffled], probability[shuffled], **options)
