@@ -226,3 +226,31 @@ def test_cpu_and_gpu_paths_give_the_same_clusters(knn):
     cpu_pairs, gpu_pairs = (r.manifest["blocking"]["candidate_pairs"] for r in (cpu, gpu))
     assert abs(cpu_pairs - gpu_pairs) <= 0.005 * cpu_pairs
     assert same >= 0.99
+
+
+@needs_cupy
+@pytest.mark.parametrize("linkage", ["average", "single"])
+def test_cluster_stage_on_cupy_matches_the_host_within_its_estimate(linkage):
+    # The cluster stage's device branch (chunked masks, unique/bincount, the .at scatters, the guard's
+    # renumbering) against the host's Numba passes; and its memory estimate against CuPy's own pool.
+    import cupy
+    from test_cluster import _people_graph
+
+    from gpucdp.backend import get_backend
+    from gpucdp.cluster import cluster_pairs
+
+    n, left, right, probability = _people_graph(20_000, seed=4)
+    options = {"threshold": 0.9, "max_cluster_size": 6, "split_oversized": True, "linkage": linkage}
+    host = cluster_pairs(n, left, right, probability, backend=get_backend("cpu"), **options)
+    pool = cupy.get_default_memory_pool()
+    pairs = cupy.asarray(left), cupy.asarray(right), cupy.asarray(probability)
+    pool.free_all_blocks()
+    held = pool.used_bytes()
+    estimates = []
+    device = cluster_pairs(n, *pairs, backend=get_backend("gpu"), chunk_size=50_000,
+                           need=lambda working_set, **counts: estimates.append(working_set), **options)
+    cupy.cuda.Device().synchronize()
+    assert host.stats["guard_rounds"] > 0
+    assert np.array_equal(device.labels, host.labels) and device.stats == host.stats
+    np.testing.assert_array_equal(device.record_probability, host.record_probability)
+    assert pool.total_bytes() - held <= max(estimates)
