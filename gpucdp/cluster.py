@@ -37,7 +37,9 @@ GUARD_STEPS = 4
 #: Average linkage starts from the groups joined by edges this many guard steps above the threshold.
 CORE_STEPS = 2
 #: Rounds of average-linkage merging at most (each joins pairs of mutually best groups; a group of k records
-#: takes about log2(k) rounds, a star of k records around one up to k). Groups not merged by then stay apart.
+#: takes about log2(k) rounds, a star of k records around one up to k, and so can k groups of one person whose
+#: pairs agree about equally: the largest group has the largest sum with each, and takes one a round). Groups
+#: not merged by then stay apart, and the manifest's ``merge_rounds_capped`` counts it.
 MAX_MERGE_ROUNDS = 1000
 #: Summed log-odds are compared on this grid (2^-20), so that the order of a device's atomic additions cannot
 #: change which partner is best.
@@ -523,7 +525,7 @@ def cluster_pairs(
         steps.append(1.0 - (1.0 - steps[-1]) / 10.0)
     steps = xp.asarray(np.array(steps, dtype=np.float64))
     record_step = xp.zeros(n, dtype=xp.int8)  # 0..GUARD_STEPS: gathered per edge, so the narrowest type
-    merge_rounds = 0
+    merge_rounds = capped = 0
     counts = {"kept": 0, "cross": 0, "among": 0, "guard": 0}
 
     def check(name: str) -> Callable[[int], None]:
@@ -555,6 +557,7 @@ def cluster_pairs(
                                            check("kept"))
     labels, rounds, components = clusters(n, (left, right, probability), scored, record_step)
     merge_rounds += rounds
+    capped += rounds >= MAX_MERGE_ROUNDS
     kept_apart = _count_labels(labels, xp) - _count_labels(components, xp)
     del components
     guard_rounds = 0
@@ -593,6 +596,7 @@ def cluster_pairs(
         labels[members] = split + (int(labels.max()) + 1)
         labels = _relabel_first_seen(labels, xp)
         merge_rounds += rounds
+        capped += rounds >= MAX_MERGE_ROUNDS
     # Per record from here on: what the profiles need comes back to the host, the pairs stay where they are.
     # (Kept edges between groups that average linkage did not merge join nothing, and are no record's best.)
     record_probability, edges_kept = _max_per_record(n, left, right, probability, labels, xp)
@@ -610,6 +614,8 @@ def cluster_pairs(
         "edges_kept": edges_kept,
         "max_cluster_size": max_cluster_size,
         "merge_rounds": merge_rounds,
+        # how many times the merging stopped at MAX_MERGE_ROUNDS with groups that might still merge left apart
+        "merge_rounds_capped": int(capped),
         # how many more clusters average linkage made than the connected components held (before the guard)
         "kept_apart": kept_apart,
         "guard_rounds": guard_rounds,

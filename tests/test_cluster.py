@@ -236,6 +236,20 @@ def test_average_linkage_joins_groups_only_through_a_pair_at_the_threshold():
     assert r.labels.tolist() == [0, 0, 1, 1, 2]
 
 
+def test_merging_stopped_by_the_round_cap_is_counted(monkeypatch):
+    # 30 records whose pairs all agree equally: the largest group has the largest sum with every other and
+    # takes one a round, 29 rounds in all
+    left, right = np.triu_indices(30, 1)
+    probability = np.full(left.size, 0.97)
+    options = {"threshold": 0.9, "max_cluster_size": 100, "split_oversized": True, "backend": BACKEND}
+    whole = cluster_pairs(30, left, right, probability, **options)
+    assert whole.stats["clusters"] == 1 and whole.stats["merge_rounds"] == 29
+    assert whole.stats["merge_rounds_capped"] == 0
+    monkeypatch.setattr("gpucdp.cluster.MAX_MERGE_ROUNDS", 10)
+    capped = cluster_pairs(30, left, right, probability, **options)
+    assert capped.stats["merge_rounds_capped"] == 1 and capped.stats["clusters"] == 20
+
+
 def test_an_unknown_linkage_is_refused():
     with pytest.raises(ValueError, match="linkage"):
         cluster_pairs(2, np.array([0]), np.array([1]), np.array([0.99]), threshold=0.9, max_cluster_size=10,
