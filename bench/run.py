@@ -44,6 +44,7 @@ left, right = result.extra["candidates"]
 m = result.manifest
 print(json.dumps({"seconds": seconds, "stages": m["stages"], "blocking": m["blocking"], "cluster": m["cluster"],
                   "backend": m["backend"], "peak_rss_bytes": peak, "device_memory": m.get("device_memory", {}),
+                  "memory": m["memory"],
                   "comparisons": len(m["settings"]["comparisons"]), "pairwise": metrics["pairwise"],
                   "bcubed": metrics["bcubed"], "blocking_quality": blocking_metrics(left, right, labels)}))
 """
@@ -80,6 +81,10 @@ def bench_size(n: int, *, workdir: Path, backend: str, seed: int, difficulty: fl
         },
         "peak_rss_bytes": run["peak_rss_bytes"],
         "peak_device_bytes": run["device_memory"].get("peak_bytes"),
+        # each stage's memory estimate (host budget; on the GPU also the device's) and the device's peak per stage,
+        # to hold the estimates against what a run used
+        "memory_estimates": run["memory"]["stages"],
+        "device_memory": run["device_memory"],
         "stages": stages,
         # CPU seconds over wall seconds per stage: the cores each stage kept busy on average
         "cores_busy": {name: round(info.get("cpu_seconds", 0.0) / max(info["seconds"], 1e-9), 2)
