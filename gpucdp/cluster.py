@@ -177,9 +177,10 @@ def _kept_edges(n: int, left: Any, right: Any, probability: Any, steps: Any, rec
         return out
     # a chunk's gathers (two int8 steps and a float64 threshold per edge) are its only temporaries
     mask = xp.empty(int(left.shape[0]), dtype=xp.bool_)
+    threshold = float(steps[0]) if record_step is None else None
     for part in _chunks(int(left.shape[0]), chunk_size):
-        if record_step is None:
-            mask[part] = probability[part] >= float(steps[0])
+        if threshold is not None:
+            mask[part] = probability[part] >= threshold
         else:
             mask[part] = probability[part] >= steps[xp.maximum(record_step[left[part]], record_step[right[part]])]
     if before_write is not None:
