@@ -434,13 +434,27 @@ def working_set(n: int, scored: int, *, linkage: str, chunk_size: int, kept: int
                 among: int = 0, guard: int = 0, index_bytes: int = 4) -> int:
     """Bytes :func:`cluster_pairs` holds at its peak beyond the scored pairs it is given (on the high side).
 
-    From the records ``n``, the ``scored`` pairs, the edges ``kept`` at the threshold, the pairs between
-    groups that average linkage weighs (``cross``), the pairs inside big clusters that a guard round weighs
-    (``among``) and whether a guard round runs (``guard``); the constants are in :mod:`gpucdp.memory`. A count
-    not known yet counts as zero: the stage checks again as each becomes known. The kept edges (and their
-    subsets: the cores', a guard round's) and the per-record arrays last the whole stage; the rest are the
-    larger of what the passes over the scored pairs, the merge rounds and the last pass over the kept edges
-    hold.
+    The kept edges (and their subsets: the cores', a guard round's) and the per-record arrays last the whole
+    stage; the rest is the larger of what the passes over the scored pairs, the merge rounds and the last pass
+    over the kept edges hold. The constants are in :mod:`gpucdp.memory`, measured on the device's arrays.
+
+    Parameters
+    ----------
+    n : int
+        Records.
+    scored : int
+        Scored pairs.
+    linkage : {"average", "single"}
+    chunk_size : int
+        Pairs per step of the device's passes (0 on the host, whose passes hold no chunk).
+    kept, cross, among : int
+        Edges kept at the threshold; pairs between groups that average linkage weighs; pairs inside big
+        clusters that a guard round weighs. A count not known yet is 0: the stage checks again as each
+        becomes known.
+    guard : {0, 1}
+        Whether a guard round runs.
+    index_bytes : int
+        Bytes of a record number in the pairs (4 for int32).
     """
     edge = 2 * index_bytes + 8  # left, right, probability
     lasting = (n * (memory.CLUSTER_BYTES_PER_RECORD + guard * memory.CLUSTER_GUARD_BYTES_PER_RECORD)
