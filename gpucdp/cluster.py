@@ -162,18 +162,20 @@ def _kept_edges(n: int, left: Any, right: Any, probability: Any, steps: Any, rec
     (the stage's memory check).
     """
     if xp is np:
-        if record_step is None:
-            record_step = np.zeros(n, dtype=np.int8)
+        # with no steps yet every edge is held against steps[0], and its records' steps are not read
+        stepped = record_step is not None
+        if not stepped:
+            record_step = np.zeros(0, dtype=np.int8)
         blocks = (int(left.shape[0]) + _KEEP_BLOCK - 1) // _KEEP_BLOCK
         starts = np.zeros(blocks + 1, dtype=np.int64)
         nothing = (left[:0], right[:0], probability[:0])
-        _keep_pass(left, right, probability, steps, record_step, _KEEP_BLOCK, starts[1:], *nothing, False)
+        _keep_pass(left, right, probability, steps, record_step, stepped, _KEEP_BLOCK, starts[1:], *nothing, False)
         np.cumsum(starts, out=starts)
         kept = int(starts[-1])
         if before_write is not None:
             before_write(kept)
         out = (np.empty(kept, left.dtype), np.empty(kept, right.dtype), np.empty(kept, probability.dtype))
-        _keep_pass(left, right, probability, steps, record_step, _KEEP_BLOCK, starts, *out, True)
+        _keep_pass(left, right, probability, steps, record_step, stepped, _KEEP_BLOCK, starts, *out, True)
         return out
     # a chunk's gathers (two int8 steps and a float64 threshold per edge) are its only temporaries
     mask = xp.empty(int(left.shape[0]), dtype=xp.bool_)
@@ -195,14 +197,15 @@ def _chunks(length: int, chunk_size: int | None) -> list[slice]:
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _keep_pass(left, right, probability, steps, record_step, block, starts, out_left, out_right, out_probability,
-               write):
+def _keep_pass(left, right, probability, steps, record_step, stepped, block, starts, out_left, out_right,
+               out_probability, write):
     # Block b of the edges: its kept edges counted into starts[b], or, with ``write``, written from starts[b] on
     # (one function for both passes: one compilation).
     for b in numba.prange((left.shape[0] + block - 1) // block):
         at = starts[b] if write else 0
         for i in range(b * block, min((b + 1) * block, left.shape[0])):
-            if probability[i] >= steps[max(record_step[left[i]], record_step[right[i]])]:
+            step = max(record_step[left[i]], record_step[right[i]]) if stepped else 0
+            if probability[i] >= steps[step]:
                 if write:
                     out_left[at] = left[i]
                     out_right[at] = right[i]
