@@ -83,6 +83,18 @@ def test_tiny_limit_stops_early_with_exit_2_and_no_output(tmp_path, capsys):
     assert sorted(os.listdir(tmp_path)) == ["in.parquet"]
 
 
+def test_a_cluster_stage_over_the_budget_stops_with_exit_2_and_no_output(tmp_path, capsys, monkeypatch):
+    # every stage before it fits; the pairs between groups average linkage weighs are made to cost 1 TB each
+    monkeypatch.setattr(memory, "CLUSTER_BYTES_PER_CROSS_PAIR", 10**12)
+    synth.generate_frame(500, seed=1)[0].to_parquet(tmp_path / "in.parquet")
+    code = main(["resolve", str(tmp_path / "in.parquet"), "--out", str(tmp_path / "out"), "--backend", "cpu",
+                 "--quiet", "--memory-limit", "64GB"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "the cluster stage needs about" in err[0] and "cluster.linkage: single" in err[0]
+    assert sorted(os.listdir(tmp_path)) == ["in.parquet"]
+
+
 @pytest.fixture(scope="module")
 def records():
     return synth.generate_frame(3000, seed=2)[0]
