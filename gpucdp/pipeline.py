@@ -521,8 +521,10 @@ def _resolve(inputs: Inputs, settings: Settings, out: str | os.PathLike | None, 
             need=lambda working_set, **counts: need("cluster", working_set, fix, records=n,
                                                     scored_pairs=n_pairs, **counts),
         )
+        capped = clusters.stats["merge_rounds_capped"]  # shown only when merging stopped at the round cap
         st.count(clusters=clusters.stats["clusters"], max_size=clusters.stats["max_size"],
-                 kept_apart=clusters.stats["kept_apart"], oversized=clusters.stats["oversized_clusters"])
+                 kept_apart=clusters.stats["kept_apart"], oversized=clusters.stats["oversized_clusters"],
+                 **({"merge_rounds_capped": capped} if capped else {}))
     if not write_pairs:  # the pairs themselves are needed after clustering only to be written or kept
         probability = None
         if not keep_candidates:

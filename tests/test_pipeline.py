@@ -50,6 +50,18 @@ def test_average_linkage_is_more_precise_than_connected_components(run, generate
     assert single.manifest["cluster"]["linkage"] == "single" and single.manifest["cluster"]["kept_apart"] == 0
 
 
+def test_merging_stopped_by_the_round_cap_shows_in_the_run(run, generated, monkeypatch):
+    # the stage's counts (progress line, summary table) name it only when it happened; the manifest always
+    result, out = run
+    assert result.manifest["cluster"]["merge_rounds_capped"] == 0
+    assert "merge_rounds_capped" not in result.manifest["stages"]["cluster"]
+    monkeypatch.setattr("gpucdp.cluster.MAX_MERGE_ROUNDS", 1)
+    capped = resolve(generated[0], backend="cpu", model=out / "model.json")
+    times = capped.manifest["cluster"]["merge_rounds_capped"]
+    assert times >= 1 and capped.manifest["stages"]["cluster"]["merge_rounds_capped"] == times
+    assert capped.manifest["cluster"]["clusters"] > result.manifest["cluster"]["clusters"]
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_accuracy_floors_on_a_small_input(seed):
     # 2k records make ~9-10k candidate pairs: too few for a third non-match class, which split the matches in
