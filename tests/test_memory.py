@@ -73,26 +73,27 @@ def test_default_budget_is_available_memory():
     assert budget.source == "available memory" and budget.limit > memory.process_rss()
 
 
-def test_tiny_limit_stops_early_with_exit_2_and_no_output(tmp_path, capsys):
+def _refused_run(tmp_path, capsys, limit: str) -> str:
+    """``gpucdp resolve`` of 500 records under ``limit``: it must exit 2 with one line and write nothing."""
     synth.generate_frame(500, seed=1)[0].to_parquet(tmp_path / "in.parquet")
     code = main(["resolve", str(tmp_path / "in.parquet"), "--out", str(tmp_path / "out"), "--backend", "cpu",
-                 "--quiet", "--memory-limit", "20MB"])
+                 "--quiet", "--memory-limit", limit])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
-    assert "budget is 20.00 MB (--memory-limit)" in err[0] and "raise --memory-limit" in err[0]
     assert sorted(os.listdir(tmp_path)) == ["in.parquet"]
+    return err[0]
+
+
+def test_tiny_limit_stops_early_with_exit_2_and_no_output(tmp_path, capsys):
+    message = _refused_run(tmp_path, capsys, "20MB")
+    assert "budget is 20.00 MB (--memory-limit)" in message and "raise --memory-limit" in message
 
 
 def test_a_cluster_stage_over_the_budget_stops_with_exit_2_and_no_output(tmp_path, capsys, monkeypatch):
     # every stage before it fits; the pairs between groups average linkage weighs are made to cost 1 TB each
     monkeypatch.setattr(memory, "CLUSTER_BYTES_PER_CROSS_PAIR", 10**12)
-    synth.generate_frame(500, seed=1)[0].to_parquet(tmp_path / "in.parquet")
-    code = main(["resolve", str(tmp_path / "in.parquet"), "--out", str(tmp_path / "out"), "--backend", "cpu",
-                 "--quiet", "--memory-limit", "64GB"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1
-    assert "the cluster stage needs about" in err[0] and "cluster.linkage: single" in err[0]
-    assert sorted(os.listdir(tmp_path)) == ["in.parquet"]
+    message = _refused_run(tmp_path, capsys, "64GB")
+    assert "the cluster stage needs about" in message and "cluster.linkage: single" in message
 
 
 @pytest.fixture(scope="module")
