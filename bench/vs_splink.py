@@ -8,8 +8,8 @@ settings used.
 
 Phases are reported in Splink's words so the rows line up: ``clean`` (read + standardize), ``train``
 (parameter estimation), ``predict`` (blocking + comparison + scoring), ``cluster`` (Splink's connected
-components; gpucdp's clustering, average linkage by default, and its profile building) and ``write`` (membership to Parquet). gpucdp's own stage seconds are kept
-in the JSON as well.
+components; gpucdp's clustering, average linkage by default, and its profile building) and ``write``
+(membership to Parquet). gpucdp's own stage seconds are kept in the JSON as well.
 
 The Splink model is set up as its documentation recommends: cleaning in DuckDB SQL; blocking rules on email,
 phone, first name + dob, surname + dob and surname + postcode; the comparison library with term-frequency

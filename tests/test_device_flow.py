@@ -195,9 +195,9 @@ def test_a_device_too_small_for_the_pairs_stops_before_blocking_them(device, rec
 
 def test_a_device_too_small_to_cluster_stops_before_the_pairs_between_groups(device, records, monkeypatch,
                                                                              tmp_path):
-    # every stage before fits; the pairs between groups that average linkage weighs are made to cost 1 GB each
+    # every stage before fits; the pairs between groups that average linkage weighs are made to cost 1 TB each
     backend, _ = device
-    monkeypatch.setattr(memory, "CLUSTER_BYTES_PER_CROSS_PAIR", 10**9)
+    monkeypatch.setattr(memory, "CLUSTER_BYTES_PER_CROSS_PAIR", 10**12)
     settings = {"blocking": {"knn": {"enabled": False}}}
     with pytest.raises(MemoryBudgetError, match=r"cluster stage needs about .* GB of GPU memory .*"
                                                 r"cluster.linkage: single"):
