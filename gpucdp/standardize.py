@@ -474,14 +474,18 @@ def _fold(values: Any) -> Any:
         ascii_only = pyarrow.compute.fill_null(pyarrow.compute.string_is_ascii(_arrow_array(values)), True)
         non_ascii = pandas.Series(pyarrow.compute.invert(ascii_only), dtype=bool, index=values.index)
     else:
-        non_ascii = values.str.contains(r"[^\x00-\x7f]", regex=True).fillna(False).astype(bool)
+        non_ascii = values.str.contains("[^\\x00-\x7f]", regex=True).fillna(False).astype(bool)
     if not bool(non_ascii.any()):
         return values
     return _host_map(values, fold_ascii, only=non_ascii)
 
 
-# RE2 (pyarrow) and Python disagree on \s, so pandas runs any pattern with \s in Python: spell the class out
-_WS = "[ \\t\\n\\r\\f\\v]"
+# RE2 (pyarrow) and Python disagree on \s, so pandas runs any pattern with \s in Python: spell the class out.
+#
+# Patterns here also run on cuDF, whose regex engine reads two things differently (tests/test_cudf_regex.py):
+# in a class it decodes only \n \r \t \a \b \f, octal and \x.. (so \x0b, not \v), and a range's end is taken
+# as written, so a range ends in the character itself ("\\x00-\x1f" in a Python string, not r"\x00-\x1f").
+_WS = "[ \\t\\n\\r\\f\\x0b]"
 
 
 def _squash(values: Any) -> Any:
@@ -495,8 +499,9 @@ def _nonempty(values: Any) -> Any:
 
 
 def _blank(values: Any) -> Any:
-    """True where the raw unique value is nothing but whitespace (the factorization already dropped nulls)."""
-    return ~(values.str.strip().str.len() > 0)
+    """True where the raw value is null or nothing but whitespace. (On cuDF a null's length is null, and so is
+    the comparison: the fillna makes it blank there too, as pandas has it.)"""
+    return ~(values.str.strip().str.len() > 0).fillna(False)
 
 
 def _failed(blank: Any, result: Any) -> Any:
@@ -561,7 +566,7 @@ def _email_columns(values: Any) -> tuple:
     """Email, user and domain by string operations (cuDF, and the host's non-ASCII values)."""
     clean = values.str.strip().str.lower()
     valid = (
-        clean.str.contains(r"^[^@ \t\n\r\f\v]+@(?:[^@ \t\n\r\f\v.]+\.)+[^@ \t\n\r\f\v.]+$", regex=True)
+        clean.str.contains(r"^[^@ \t\n\r\f\x0b]+@(?:[^@ \t\n\r\f\x0b.]+\.)+[^@ \t\n\r\f\x0b.]+$", regex=True)
         .fillna(False)
         .astype(bool)
     )
@@ -714,14 +719,14 @@ def _dollar_before_newline(dtype: Any) -> bool:
 def _text(values: Any, xdf: Any, **_: Any) -> tuple:
     clean = _fold(values).str.lower().str.replace("'", "", regex=False)
     # ASCII punctuation and control characters (folding already made typographic quotes and dashes ASCII)
-    clean = clean.str.replace(r"[\x00-\x1f\x7f!-/:-@\[-`{-~]+", " ", regex=True)
+    clean = clean.str.replace("[\\x00-\x1f\\x7f!-/:-@\\[-`{-~]+", " ", regex=True)
     clean = _nonempty(_squash(clean))
     blank = _blank(values)
     return (clean,), blank, _failed(blank, clean)
 
 
 def _categorical(values: Any, xdf: Any, **_: Any) -> tuple:
-    clean = _fold(values).str.lower().str.replace(r"[\x00-\x1f\x7f]+", " ", regex=True)
+    clean = _fold(values).str.lower().str.replace("[\\x00-\x1f\\x7f]+", " ", regex=True)
     clean = _nonempty(_squash(clean))
     blank = _blank(values)
     return (clean,), blank, _failed(blank, clean)
@@ -829,7 +834,7 @@ def _numeric(column: Any, xdf: Any) -> tuple:
         blank = number.isna()
     else:
         text = _as_str(column.reset_index(drop=True)).str.strip()
-        blank = ~(text.str.len() > 0)
+        blank = ~(text.str.len() > 0).fillna(False)
         missing = int(blank.sum())
         number = xdf.to_numeric(text.where(~blank), errors="coerce").astype("float64")
     # inf and -inf are not measurements
