@@ -346,23 +346,36 @@ def string_buffers(series: Any) -> tuple[Any, Any] | None:  # pragma: no cover -
     """The device buffers of a cuDF string column, without a copy: (chars uint8[total], offsets int[n + 1]).
 
     None when ``series`` is not a cuDF Series. Nulls are filled with "" first (on the device), so that every
-    null has zero length whatever libcudf left in its slot. Uses cuDF's pylibcudf view of the column
-    (``Column.to_pylibcudf``): the offsets are its child 0 (int32, or int64 past 2 GiB of characters), the
-    characters its data buffer; both expose ``__cuda_array_interface__``.
+    null has zero length whatever libcudf left in its slot. Uses cuDF's public pylibcudf view of the column
+    (``Series.to_pylibcudf``, zero-copy): the offsets are its child 0 (int32, or int64 past 2 GiB of
+    characters), the characters its data buffer.
     """
     if type(series).__module__.split(".")[0] != "cudf":
         return None
     import cupy
 
-    column = series.fillna("")._column.to_pylibcudf(mode="read")
+    column, _ = series.fillna("").to_pylibcudf()
     n, start = column.size(), column.offset()
     offsets_child = column.child(0)
     wide = offsets_child.type().id().name == "INT64"
-    raw = cupy.asarray(offsets_child.data()).view(cupy.int64 if wide else cupy.int32)
+    raw = _device_bytes(offsets_child.data(), cupy).view(cupy.int64 if wide else cupy.int32)
     offsets = raw[offsets_child.offset() + start : offsets_child.offset() + start + n + 1]
     data = column.data()
-    chars = cupy.asarray(data) if data is not None else cupy.zeros(0, dtype=cupy.uint8)
-    return chars.view(cupy.uint8), offsets
+    chars = _device_bytes(data, cupy) if data is not None else cupy.zeros(0, dtype=cupy.uint8)
+    return chars, offsets
+
+
+def _device_bytes(buffer: Any, cupy: Any) -> Any:  # pragma: no cover - needs cuDF
+    """A uint8 CuPy view of a pylibcudf buffer, kept alive by the view.
+
+    pylibcudf 26.x hands out its buffers as objects of the Span protocol (``ptr`` and ``size`` in bytes), which
+    need not have ``__cuda_array_interface__``; a ``gpumemoryview`` before the protocol has ``nbytes``.
+    """
+    size = int(getattr(buffer, "size", None) or getattr(buffer, "nbytes", 0))
+    if size == 0:
+        return cupy.zeros(0, dtype=cupy.uint8)
+    memory = cupy.cuda.UnownedMemory(int(buffer.ptr), size, buffer)
+    return cupy.ndarray((size,), dtype=cupy.uint8, memptr=cupy.cuda.MemoryPointer(memory, 0))
 
 
 def to_host(array: Any) -> np.ndarray:
