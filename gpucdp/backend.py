@@ -68,12 +68,33 @@ def probe() -> dict[str, Any]:
                 reason = "numba sees no CUDA device or driver"
         except Exception as exc:  # noqa: BLE001
             reason = f"numba.cuda failed to load ({type(exc).__name__})"
-    faiss_gpu = False
+    faiss_gpu, faiss_reason = False, None
     if libraries["faiss"] is not None:
         import faiss
 
-        faiss_gpu = hasattr(faiss, "StandardGpuResources") and device is not None
-    return {"libraries": libraries, "cuda_device": device, "cuda_reason": reason, "faiss_gpu": faiss_gpu}
+        if hasattr(faiss, "StandardGpuResources") and device is not None:
+            faiss_reason = _faiss_gpu_fails(faiss)
+            faiss_gpu = faiss_reason is None
+    return {"libraries": libraries, "cuda_device": device, "cuda_reason": reason, "faiss_gpu": faiss_gpu,
+            "faiss_gpu_reason": faiss_reason}
+
+
+def _faiss_gpu_fails(faiss: Any) -> str | None:
+    """Why a GPU build of FAISS cannot search on this machine (None when it can): no GPU it can see, or a
+    search that fails, as on a GPU newer than the build's kernels. A tiny exact search settles it, so that the
+    kNN stage falls back to the CuPy GEMM rather than failing in the middle of a run."""
+    try:
+        if faiss.get_num_gpus() < 1:
+            return "faiss-gpu sees no GPU"
+        vectors = np.eye(8, dtype=np.float32)
+        index = faiss.GpuIndexFlatIP(faiss.StandardGpuResources(), 8)
+        index.add(vectors)
+        _, found = index.search(vectors[:2], 1)
+        if found[:, 0].tolist() != [0, 1]:
+            return "faiss-gpu's test search found the wrong neighbours"
+    except Exception as exc:  # noqa: BLE001 - a GPU build can fail here in many ways
+        return f"faiss-gpu failed a test search ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+    return None
 
 
 def _host_components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -188,7 +209,8 @@ def plan_backend(name: str, info: dict[str, Any]) -> Plan:
         "arrays": ("cupy", ""),
         "kernels": ("numba-cuda", ""),
         "kNN": ("faiss-gpu", "") if info["faiss_gpu"] else (
-            "cupy-gemm", "faiss-gpu not installed" if libraries.get("faiss") else "faiss not installed"),
+            "cupy-gemm", info.get("faiss_gpu_reason")
+            or ("faiss-gpu not installed" if libraries.get("faiss") else "faiss not installed")),
         "components": ("cugraph", "") if have["cugraph"] else (
             "numba-cuda-components", "cuGraph not installed"),
     }

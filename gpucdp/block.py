@@ -61,6 +61,11 @@ CELL_SIZE = 256
 # cell join takes over.
 IVF_MAX = 200_000
 IVF_NPROBE = 4
+# FAISS's GPU IVF probes at most this many lists a query (its k-selection limit); the clone refuses more.
+GPU_MAX_NPROBE = 2048
+# Most edges a record keeps in a CAGRA graph: the graph is built as n x twice this (uint32) before pruning,
+# and FAISS's own default is 64 (CAGRA's search, not its degree, sets how many neighbours come back).
+CAGRA_GRAPH_DEGREE = 64
 
 
 # Candidate pairs number their records in int32 up to this many records (indices up to 2^31 - 1).
@@ -568,13 +573,17 @@ def _build_index(vectors: np.ndarray, *, kind: str, faiss: Any, use_gpu: bool, n
     n, dim = vectors.shape
     if kind == "cagra":  # pragma: no cover - needs a GPU build of FAISS with cuVS
         config = faiss.GpuIndexCagraConfig()
-        config.graph_degree = max(32, 2 * k)
+        # The graph's degree bounds its memory (n x intermediate degree while it is built), not the k that a
+        # search returns: that is the search's itopk_size (see _cagra_search_parameters).
+        config.graph_degree = min(CAGRA_GRAPH_DEGREE, max(32, 2 * k))
         config.intermediate_graph_degree = 2 * config.graph_degree
         index = faiss.GpuIndexCagra(faiss.StandardGpuResources(), dim, faiss.METRIC_L2, config)
         index.train(vectors)
         return index
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
+        if use_gpu:  # pragma: no cover - needs a GPU build of FAISS
+            index = faiss.index_cpu_to_all_gpus(index)
         index.add(vectors)
     elif kind == "ivf":
         nlist = nlist or max(1, min(int(math.sqrt(n)), n // 39))
@@ -584,19 +593,32 @@ def _build_index(vectors: np.ndarray, *, kind: str, faiss: Any, use_gpu: bool, n
         # 64 points per list train the coarse quantizer well enough; FAISS would sample 256 per list.
         sample = np.random.default_rng(0).choice(n, size=min(n, 64 * nlist), replace=False)
         index.train(vectors[np.sort(sample)])
+        probes = nprobe or min(nlist, IVF_NPROBE)
+        if use_gpu:  # pragma: no cover - needs a GPU build of FAISS
+            # Cloned trained but empty, so that the GPU assigns the vectors to their lists; FAISS's GPU IVF
+            # takes at most GPU_MAX_NPROBE lists a query (more than nlist would be none the better anyway).
+            probes = min(probes, nlist, GPU_MAX_NPROBE)
+            index.nprobe = probes
+            index = faiss.index_cpu_to_all_gpus(index)
+            faiss.GpuParameterSpace().set_index_parameter(index, "nprobe", probes)
+        else:
+            index.nprobe = probes
         index.add(vectors)
-        index.nprobe = nprobe or min(nlist, IVF_NPROBE)
     else:  # hnsw: no GPU version in FAISS, so it stays on the CPU
         index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = 40
         index.add(vectors)
         index.hnsw.efSearch = max(nprobe or 64, k + 1)
-        return index
-    if use_gpu:  # pragma: no cover - needs a GPU build of FAISS
-        index = faiss.index_cpu_to_all_gpus(index)
-        if kind == "ivf":
-            faiss.GpuParameterSpace().set_index_parameter(index, "nprobe", nprobe or min(nlist, IVF_NPROBE))
     return index
+
+
+def _cagra_search_parameters(faiss: Any, kk: int) -> Any:  # pragma: no cover - needs a GPU build of FAISS
+    """CAGRA's search parameters for ``kk`` neighbours a query: cuVS refuses a search whose k exceeds the
+    intermediate list it keeps (``itopk_size``, 64 by default), and a longer list finds more of the true
+    neighbours. Twice k, in multiples of 32, within the 512 that its single-block search takes."""
+    params = faiss.SearchParametersCagra()
+    params.itopk_size = max(kk, min(512, 32 * math.ceil(max(64, 2 * kk) / 32)))
+    return params
 
 
 def _expand(members: Any, starts: Any, sizes: Any, gu: Any, gv: Any, cap: int,
@@ -890,15 +912,17 @@ def knn_pairs(
             built = _build_index(vectors, kind=kind, faiss=faiss, use_gpu=use_gpu, nlist=nlist, nprobe=nprobe,
                                  k=k)
             kk = min(k + 1, n_distinct)
+            params = _cagra_search_parameters(faiss, kk) if kind == "cagra" else None
             for lo in range(0, n_distinct, batch):
                 hi = min(lo + batch, n_distinct)
-                sims, nbrs = built.search(vectors[lo:hi], kk)
+                sims, nbrs = built.search(vectors[lo:hi], kk, params=params)
                 if kind == "cagra":  # squared L2 between unit vectors → inner product
                     sims = 1.0 - sims / 2.0
                 query = np.repeat(np.arange(lo, hi, dtype=np.int64), kk)
                 nbrs = nbrs.ravel().astype(np.int64, copy=False)
                 sims = sims.ravel()
-                keep = (nbrs >= 0) & (nbrs != query) & (sims >= min_similarity)
+                # -1 marks a slot with no neighbour; some FAISS builds' CAGRA return an id past the vectors there
+                keep = (nbrs >= 0) & (nbrs < n_distinct) & (nbrs != query) & (sims >= min_similarity)
                 # A vector pair found from both ends is expanded twice; the final canonicalisation keeps one.
                 _append_expanded(parts_l, parts_r, parts_s, members, starts, sizes, on.asarray(query[keep]),
                                  on.asarray(nbrs[keep]), on.asarray(sims[keep]), max_group, on)

@@ -283,6 +283,52 @@ def test_plan_full_rapids():
     assert not any("not installed" in line for line in plan.lines())  # no fallback, so no reason given
 
 
+def test_plan_names_why_an_installed_faiss_gpu_is_not_used():
+    info = _probe("cupy", "numba_cuda", "faiss", "cudf", "cugraph")
+    info["faiss_gpu_reason"] = "faiss-gpu failed a test search (RuntimeError: no kernel image)"
+    plan = plan_backend("gpu", info)
+    assert plan.describe()["kNN"] == "cupy-gemm"
+    assert any(line.startswith("kNN: CuPy GEMM") and line.endswith("(faiss-gpu failed a test search "
+                                                                    "(RuntimeError: no kernel image))")
+               for line in plan.lines())
+
+
+class _FakeGpuFaiss:
+    """What ``_faiss_gpu_fails`` calls of a GPU build of FAISS: a GPU count and an exact index."""
+
+    def __init__(self, gpus=1, fail=None, shift=0):
+        self.gpus, self.fail, self.shift = gpus, fail, shift
+
+    def get_num_gpus(self):
+        return self.gpus
+
+    def StandardGpuResources(self):
+        return object()
+
+    def GpuIndexFlatIP(self, resources, dim):
+        fake, rows = self, []
+
+        class Index:
+            def add(self, x):
+                rows.append(np.asarray(x))
+
+            def search(self, x, k):
+                if fake.fail:
+                    raise RuntimeError(fake.fail + "\nmore detail")
+                sims = x @ np.concatenate(rows).T
+                return None, (np.argsort(-sims, axis=1, kind="stable")[:, :k] + fake.shift) % len(sims[0])
+
+        return Index()
+
+
+def test_faiss_gpu_is_used_only_when_a_test_search_works():
+    assert backend_module._faiss_gpu_fails(_FakeGpuFaiss()) is None
+    assert backend_module._faiss_gpu_fails(_FakeGpuFaiss(gpus=0)) == "faiss-gpu sees no GPU"
+    reason = backend_module._faiss_gpu_fails(_FakeGpuFaiss(fail="CUDA error: no kernel image is available"))
+    assert reason == "faiss-gpu failed a test search (RuntimeError: CUDA error: no kernel image is available)"
+    assert "wrong neighbours" in backend_module._faiss_gpu_fails(_FakeGpuFaiss(shift=1))
+
+
 def test_plan_nothing_falls_back_to_cpu_and_gpu_names_what_is_missing(monkeypatch):
     info = _probe(device=None)
     plan = plan_backend("auto", info)
