@@ -138,9 +138,11 @@ def dense_unique(values: Any, bound: int, xp: Any = np) -> tuple[Any, Any, Any]:
     results are arrays of ``xp`` (where ``values`` live); the inverse is int32 when ``bound`` allows (4 bytes
     a value rather than 8: there is one per candidate pair).
     """
+    index = xp.int32 if bound <= np.iinfo(np.int32).max else xp.int64
+    if not values.shape[0]:  # no pairs: CuPy 13's bincount cannot size an empty input's result
+        return values.astype(xp.int64), xp.zeros(0, dtype=index), xp.zeros(0, dtype=xp.int64)
     counts = xp.bincount(values, minlength=bound)
     uniq = xp.flatnonzero(counts)
-    index = xp.int32 if bound <= np.iinfo(np.int32).max else xp.int64
     lookup = xp.zeros(bound, dtype=index)
     lookup[uniq] = xp.arange(uniq.size, dtype=index)
     return uniq, lookup[values], counts[uniq]

@@ -28,10 +28,14 @@ argpartition      no ``kind``/``order``; CuPy fully sorts, so the stand-in retur
                   /en/latest/reference/generated/cupy.argpartition.html
 lexsort           ``keys`` one (k, N) cupy.ndarray: no tuple of arrays, no ``axis``, rank 3+ refused
                   /en/latest/reference/generated/cupy.lexsort.html; cupy/_sorting/sort.py
-unique            (ar, return_index, return_inverse, return_counts, axis, *, equal_nan): no ``sorted``
-                  /en/stable/reference/generated/cupy.unique.html
-bincount          x a 1-D integer cupy.ndarray (TypeError 'x must be int array'), minlength >= 0
+unique            (ar, return_index, return_inverse, return_counts, axis, *, equal_nan): no ``sorted``;
+                  ``axis`` refused: a host quicksort in CuPy 13 (github.com/cupy/cupy/issues/8326), rows
+                  grouped by a 32-bit CRC after pull/8328   /en/stable/reference/generated/cupy.unique.html
+bincount          x a 1-D integer cupy.ndarray (TypeError 'x must be int array'), minlength >= 0; an empty x
+                  raises ValueError in CuPy 13 (int(cupy.max(x)) comes first; github.com/cupy/cupy/issues/8116)
                   /en/latest/reference/generated/cupy.bincount.html; cupy/_statistics/histogram.py
+searchsorted      ``v`` a cupy.ndarray (CuPy also takes an int: 'Only int or ndarray are supported for v');
+                  cupy/_sorting/search.py
 add/maximum/      ``ufunc.at`` exists for these three only (others raise NotImplementedError); with integer-
 minimum.at        array indices only int32, uint32, uint64, float32, float64 (+ float16 for add): int64
                   raises TypeError. /en/latest/reference/ufunc.html, .../cupy.ufunc.html;
@@ -546,7 +550,17 @@ class StrictXP:
             raise CupyLimitError("x must be int array")
         if x.ndim != 1:
             raise CupyLimitError(f"cupy.bincount takes a 1-d array, not a {x.ndim}-d one")
+        if x.size == 0:  # CuPy 13 sizes the result by int(cupy.max(x)) before it reads minlength
+            raise ValueError("zero-size array to reduction operation maximum which has no identity")
         return np.bincount(x, weights, minlength or 0)
+
+    @_cupy("ar")
+    def unique(self, ar, return_index=False, return_inverse=False, return_counts=False, axis=None, *,
+               equal_nan=True):
+        if axis is not None:
+            raise CupyLimitError("cupy.unique(axis=...) is a host-side quicksort with a sync per comparison in "
+                                 "CuPy 13 and groups rows by a 32-bit CRC later: group rows with lexsort")
+        return np.unique(ar, return_index, return_inverse, return_counts, equal_nan=equal_nan)
 
     @_cupy("operands[]")
     def einsum(self, subscripts, *operands, dtype=None, optimize=False):
@@ -573,12 +587,10 @@ _SAME_AS_NUMPY = {
     "take": ("a, indices, axis=None, out=None", "a"),
     "take_along_axis": ("a, indices, axis", "a indices"),
     "clip": ("a, a_min, a_max, out=None", "a a_min~ a_max~"),
-    "searchsorted": ("a, v, side='left', sorter=None", "a v~ sorter"),
+    "searchsorted": ("a, v, side='left', sorter=None", "a v sorter"),
     "nonzero": ("a", "a"),
     "flatnonzero": ("a", "a"),
     "count_nonzero": ("a, axis=None", "a"),
-    "unique": (("ar, return_index=False, return_inverse=False, return_counts=False, axis=None, *, "
-                "equal_nan=True"), "ar"),
     "isin": ("element, test_elements, assume_unique=False, invert=False", "element test_elements"),
     "array_equal": ("a1, a2, equal_nan=False", "a1 a2"),
     "sum": ("a, axis=None, dtype=None, out=None, keepdims=False", "a"),

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from gpucdp.arrays import counting_argsort, stable_argsort
+from gpucdp.arrays import counting_argsort, dense_unique, stable_argsort
+from strict_xp import StrictXP
 
 
 @pytest.mark.parametrize("n, bound", [(0, 1), (1, 1), (1_000, 3), (5_000, 5_000), (5_000, 19_999)])
@@ -20,6 +21,19 @@ def test_stable_argsort_takes_either_path_with_the_same_order(high):
     if high < 2**31:
         np.testing.assert_array_equal(stable_argsort(keys.astype(np.int32)), np.argsort(keys, kind="stable"))
     assert stable_argsort(np.zeros(0, dtype=np.int64)).size == 0
+
+
+@pytest.mark.parametrize("n", [0, 1, 2_000])
+@pytest.mark.parametrize("device", [False, True])
+def test_dense_unique_is_numpys_unique_on_either_side(n, device):
+    values = np.random.default_rng(n).integers(0, 50, n)
+    xp = StrictXP() if device else np  # the CuPy stand-in: an empty bincount raises there, as in CuPy 13
+    uniq, inverse, counts = dense_unique(xp.asarray(values), 50, xp)
+    host = (lambda a: a.get()) if device else np.asarray
+    want = np.unique(values, return_inverse=True, return_counts=True)
+    for got, expected in zip((uniq, inverse, counts), want):
+        np.testing.assert_array_equal(host(got), expected)
+    assert host(inverse).dtype == np.int32
 
 
 def test_row_hashes_follow_the_values_not_their_layout():
