@@ -561,9 +561,24 @@ def _distinct_rows(emb: Any, xp: Any = np) -> tuple[Any, Any, Any]:
     group_of_row = xp.empty(emb.shape[0], dtype=xp.int64)
     group_of_row[members] = repeat(xp.arange(sizes.size), sizes, xp)
     if not bool(xp.array_equal(emb, emb[members[starts][group_of_row]])):
-        _, inverse = xp.unique(emb, axis=0, return_inverse=True)
-        members, starts, sizes = _group(inverse.astype(xp.int64).ravel(), xp)
+        members, starts, sizes = _group(_row_codes(words, xp), xp)
     return members, starts, sizes
+
+
+def _row_codes(words: Any, xp: Any = np) -> Any:
+    """A code per row of ``words`` (uint32[n, w]), equal for equal rows: their rank among the distinct rows in
+    lexicographic order. Exact, by a sort of the rows themselves (CuPy's ``unique(axis=0)`` is a host-side
+    sort in CuPy 13 and groups rows by a 32-bit checksum later)."""
+    n = words.shape[0]
+    if n == 0:
+        return xp.zeros(0, dtype=xp.int64)
+    order = xp.lexsort(words.T[::-1])  # the last key is the primary one: column 0 first
+    ordered = words[order]
+    new = xp.ones(n, dtype=xp.bool_)
+    new[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
+    codes = xp.empty(n, dtype=xp.int64)
+    codes[order] = xp.cumsum(new) - 1
+    return codes
 
 
 def _build_index(vectors: np.ndarray, *, kind: str, faiss: Any, use_gpu: bool, nlist: int | None,

@@ -62,3 +62,17 @@ def test_row_hashes_keep_distinct_rows_apart_at_scale():
     ids = pa.array([f"id-{i}" for i in range(200_000)], pa.large_string())
     hashes = row_hashes([pa.array(["crm"] * len(ids)), ids])
     assert np.unique(hashes).size == len(ids)
+
+
+@pytest.mark.parametrize("device", [False, True])
+def test_row_codes_group_equal_rows_exactly(device):
+    from gpucdp.block import _row_codes
+
+    rng = np.random.default_rng(3)
+    rows = rng.integers(0, 3, size=(500, 4)).astype(np.uint32)  # many equal rows, some differing in one word
+    xp = StrictXP() if device else np
+    codes = _row_codes(xp.asarray(rows), xp)
+    codes = codes.get() if device else codes
+    _, want = np.unique(rows, axis=0, return_inverse=True)
+    np.testing.assert_array_equal(codes, want.ravel())  # ranks in lexicographic order, as numpy's
+    assert _row_codes(xp.asarray(rows[:0]), xp).shape == (0,)
