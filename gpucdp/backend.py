@@ -170,7 +170,7 @@ PART_TEXT = {
     "numba-cuda": "Numba CUDA on the GPU",
     "faiss-cpu": "FAISS on the CPU",
     "faiss-gpu": "FAISS GPU: exact up to 5M distinct vectors, CAGRA above (IVF-Flat where FAISS lacks CAGRA)",
-    "cupy-gemm": "CuPy GEMM top-k, exact up to 5M distinct vectors, in k-means cells above",
+    "cupy-gemm": "CuPy GEMM top-k, exact up to 500k distinct vectors, in k-means cells above",
     "numpy-gemm": "numpy GEMM top-k, exact up to 20k distinct vectors, in k-means cells above",
     "numba-union-find": "Numba union-find on the host",
     "cugraph": "cuGraph weakly connected components on the GPU",

@@ -34,6 +34,7 @@ __all__ = [
     "CELL_SIZE",
     "EXACT_MAX",
     "GPU_EXACT_MAX",
+    "CUPY_EXACT_MAX",
     "INDEX_CHOICES",
     "IVF_MAX",
     "MODES",
@@ -54,6 +55,10 @@ INDEX_CHOICES = ("auto", "flat", "ivf", "hnsw", "cells")
 EXACT_MAX = 20_000
 # On a GPU an exact search stays fast far higher (FAISS GPU brute force over 5M x 5M inner products).
 GPU_EXACT_MAX = 5_000_000
+# Without FAISS GPU the exact search is CuPy's: each batch's similarities are written out and read once per
+# neighbour, about 4 x 8 bytes a similarity (k = 5), 8 TB at 500k vectors, ~2 s at an H200's 4 TB/s (an
+# estimate, not measured); past it, the k-means cells.
+CUPY_EXACT_MAX = 500_000
 # Rows per cell of the CPU cell join (index="cells"): the Gram matrix of a cell is CELL_SIZE² inner products.
 CELL_SIZE = 256
 # Up to this many distinct vectors ``auto`` uses IVF on the CPU too: sqrt(n) lists, IVF_NPROBE probes. Past it
@@ -651,12 +656,14 @@ def _expand(members: Any, starts: Any, sizes: Any, gu: Any, gv: Any, cap: int,
     return members[starts[gu][edge] + local // width], members[starts[gv][edge] + local % width], edge
 
 
-def _auto_index(n_distinct: int, use_gpu: bool) -> str:
-    """The index ``auto`` picks: exact while it is cheap (on a GPU up to :data:`GPU_EXACT_MAX`), then IVF, and
-    on a CPU past :data:`IVF_MAX` the cell join."""
-    if n_distinct <= EXACT_MAX or (use_gpu and n_distinct <= GPU_EXACT_MAX):
+def _auto_index(n_distinct: int, on_device: bool, faiss_gpu: bool) -> str:
+    """The index ``auto`` picks: exact while it is cheap (on a GPU up to :data:`GPU_EXACT_MAX` with FAISS's
+    search, :data:`CUPY_EXACT_MAX` with CuPy's), then IVF (CuPy: k-means cells), and on a CPU past
+    :data:`IVF_MAX` the cell join."""
+    exact_max = EXACT_MAX if not on_device else GPU_EXACT_MAX if faiss_gpu else CUPY_EXACT_MAX
+    if n_distinct <= max(EXACT_MAX, exact_max):
         return "flat"
-    return "ivf" if use_gpu or n_distinct <= IVF_MAX else "cells"
+    return "ivf" if on_device or n_distinct <= IVF_MAX else "cells"
 
 
 def _append_expanded(parts_l: list, parts_r: list, parts_s: list, members: Any, starts: Any, sizes: Any,
@@ -857,8 +864,8 @@ def knn_pairs(
         vectors and the pairs stay in it (on the device with ``cupy``; only FAISS's search reads the distinct
         vectors on the host). Without ``use_gpu`` it also searches in place of FAISS: ``flat`` by exact
         batched matrix products (:func:`gpucdp.gpu.gemm_topk`), ``ivf`` and ``cells`` by windows of k-means
-        cells (:func:`gpucdp.gpu.cell_topk`); ``auto`` is exact up to :data:`GPU_EXACT_MAX` distinct vectors
-        on a GPU, as with ``use_gpu`` (up to :data:`EXACT_MAX` with numpy).
+        cells (:func:`gpucdp.gpu.cell_topk`); ``auto`` is exact up to :data:`CUPY_EXACT_MAX` distinct vectors
+        on a GPU (up to :data:`EXACT_MAX` with numpy).
 
     Returns
     -------
@@ -908,7 +915,7 @@ def knn_pairs(
 
     if n_distinct >= 2:
         on_device = use_gpu or (xp is not None and xp is not np)
-        kind = index if index != "auto" else _auto_index(n_distinct, on_device)
+        kind = index if index != "auto" else _auto_index(n_distinct, on_device, use_gpu)
         if xp is not None and not use_gpu and kind != "hnsw":
             from gpucdp.gpu import cell_topk, gemm_topk
 

@@ -25,6 +25,8 @@ __all__ = [
     "rows_per_chunk",
 ]
 
+# Up to this many neighbours a row, the device's top-k takes one maximum per row and pass (see _row_top).
+ROW_TOP_BY_MAXIMA = 32
 # Share of the free device memory one chunk of work may take: the rest stays for the pool's rounding, cuDF's
 # own temporaries and the kernels' outputs.
 CHUNK_FRACTION = 0.25
@@ -65,22 +67,22 @@ def gemm_topk(vectors: Any, k: int, *, xp: Any, min_similarity: float,
     -----
     ``argpartition`` picks the ``k + 1`` largest per row (the row itself among them, since the rows are
     distinct unit vectors); the row itself is then dropped by index, so a tie with an identical-score
-    neighbour cannot hide it. The cost is ``n² · dim`` multiply-adds: cheap on a GPU up to a few million rows,
-    which is where the backend uses it (:data:`gpucdp.block.GPU_EXACT_MAX`).
+    neighbour cannot hide it. The cost is ``n² · dim`` multiply-adds and ``n²`` similarities written and
+    read once per neighbour: the backend uses it up to :data:`gpucdp.block.CUPY_EXACT_MAX` rows.
     """
     n = int(vectors.shape[0])
     kk = min(int(k) + 1, n)
     if batch is None:
-        batch = max(1, (64 << 20) // (4 * max(n, 1)))
+        batch = max(1, ((64 if xp is np else 512) << 20) // (4 * max(n, 1)))
     parts_q, parts_n, parts_s = [], [], []
     for lo in range(0, n, batch):
         hi = min(lo + batch, n)
         sims = vectors[lo:hi] @ vectors.T
         if kk < n:
-            top = xp.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+            top, top_sims = _row_top(sims, kk, xp)
         else:
             top = xp.broadcast_to(xp.arange(n), (hi - lo, n))
-        top_sims = xp.take_along_axis(sims, top, axis=1)
+            top_sims = xp.take_along_axis(sims, top, axis=1)
         query = xp.broadcast_to(xp.arange(lo, hi, dtype=np.int64)[:, None], top.shape)
         keep = (top != query) & (top_sims >= min_similarity)
         parts_q.append(query[keep])
@@ -90,6 +92,26 @@ def gemm_topk(vectors: Any, k: int, *, xp: Any, min_similarity: float,
         empty = xp.zeros(0, dtype=np.int64)
         return empty, empty, xp.zeros(0, dtype=np.float32)
     return xp.concatenate(parts_q), xp.concatenate(parts_n), xp.concatenate(parts_s)
+
+
+def _row_top(sims: Any, kk: int, xp: Any) -> tuple[Any, Any]:
+    """The columns of the ``kk`` largest entries of each row of ``sims`` and their values, in no set order.
+
+    numpy's ``argpartition`` selects in linear time; CuPy's sorts every row in full, so on the device a few
+    neighbours are taken one at a time, a maximum per row and pass (``sims`` is overwritten), and
+    ``argpartition`` serves only for many."""
+    if xp is np or kk > ROW_TOP_BY_MAXIMA:
+        top = xp.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+        return top, xp.take_along_axis(sims, top, axis=1)
+    rows = xp.arange(sims.shape[0])
+    top = xp.empty((sims.shape[0], kk), dtype=xp.int64)
+    values = xp.empty((sims.shape[0], kk), dtype=sims.dtype)
+    for t in range(kk):
+        best = xp.argmax(sims, axis=1)
+        top[:, t] = best
+        values[:, t] = sims[rows, best]
+        sims[rows, best] = -np.inf
+    return top, values
 
 
 def _spherical_kmeans(x: Any, n_clusters: int, *, xp: Any, iterations: int, seed: int) -> Any:

@@ -24,6 +24,7 @@ from gpucdp import backend as backend_module
 from gpucdp.backend import plan_backend
 from gpucdp.errors import BackendUnavailableError
 from gpucdp.gpu import DeviceMemory, cell_topk, check_device_fits, gemm_topk, rows_per_chunk
+from strict_xp import StrictXP
 
 
 def _unit_rows(n: int, dim: int, seed: int) -> np.ndarray:
@@ -40,10 +41,15 @@ def _neighbour_sets(query, nbr, n):
 
 # ---- kNN by GEMM + top-k
 
-@pytest.mark.parametrize("n, k, batch", [(500, 5, None), (257, 3, 64), (4, 10, 2)])
-def test_gemm_topk_matches_brute_force(n, k, batch):
+@pytest.mark.parametrize("device", [False, True])
+@pytest.mark.parametrize("n, k, batch", [(500, 5, None), (257, 3, 64), (4, 10, 2), (300, 40, 100)])
+def test_gemm_topk_matches_brute_force(n, k, batch, device):
     x = _unit_rows(n, 16, seed=n)
-    query, nbr, sim = gemm_topk(x, k, xp=np, min_similarity=-1.0, batch=batch)
+    if device:  # the CuPy stand-in: top-k by maxima up to 32 neighbours, by CuPy's full-sort argpartition above
+        xp = StrictXP()
+        query, nbr, sim = (a.get() for a in gemm_topk(xp.asarray(x), k, xp=xp, min_similarity=-1.0, batch=batch))
+    else:
+        query, nbr, sim = gemm_topk(x, k, xp=np, min_similarity=-1.0, batch=batch)
     full = x @ x.T
     np.fill_diagonal(full, -np.inf)
     kk = min(k, n - 1)
@@ -118,7 +124,8 @@ def test_knn_pairs_with_xp_uses_cells_past_the_exact_limit(monkeypatch):
 
     x = _clustered_rows(1000, 4, 16, 0.2, seed=6)
     monkeypatch.setattr(block, "EXACT_MAX", 1000)
-    monkeypatch.setattr(block, "GPU_EXACT_MAX", 1000)  # 4000 distinct vectors: past both
+    monkeypatch.setattr(block, "GPU_EXACT_MAX", 1000)  # 4000 distinct vectors: past them all
+    monkeypatch.setattr(block, "CUPY_EXACT_MAX", 1000)
     calls = []
     monkeypatch.setattr("gpucdp.gpu.cell_topk", lambda *a, **kw: calls.append(1) or cell_topk(*a, **kw))
     left, right, _ = block.knn_pairs(x, k=4, min_similarity=0.5, faiss=faiss, xp=np)
@@ -269,7 +276,7 @@ def test_plan_cupy_and_numba_only_runs_on_the_gpu_with_fallbacks():
     assert plan.describe() == {"frames": "pandas", "arrays": "cupy", "kernels": "numba-cuda",
                                "kNN": "cupy-gemm", "components": "numba-cuda-components"}
     lines = plan.lines()
-    assert ("kNN: CuPy GEMM top-k, exact up to 5M distinct vectors, in k-means cells above "
+    assert ("kNN: CuPy GEMM top-k, exact up to 500k distinct vectors, in k-means cells above "
             "(faiss-gpu not installed)") in lines
     assert "frames: pandas on the host (cuDF not installed)" in lines
     assert "components: Numba CUDA hooking + pointer jumping on the GPU (cuGraph not installed)" in lines
