@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from strict_xp import StrictXP
 
 from gpucdp.arrays import counting_argsort, dense_unique, stable_argsort
-from strict_xp import StrictXP
 
 
 @pytest.mark.parametrize("n, bound", [(0, 1), (1, 1), (1_000, 3), (5_000, 5_000), (5_000, 19_999)])

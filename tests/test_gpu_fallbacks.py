@@ -19,12 +19,12 @@ from cuda_support import SIMULATOR, compile_ptx, simulate
 from gpucdp.kernels.components import components_cpu, union_find
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from strict_xp import StrictXP
 
 from gpucdp import backend as backend_module
 from gpucdp.backend import plan_backend
 from gpucdp.errors import BackendUnavailableError
 from gpucdp.gpu import DeviceMemory, cell_topk, check_device_fits, gemm_topk, rows_per_chunk
-from strict_xp import StrictXP
 
 
 def _unit_rows(n: int, dim: int, seed: int) -> np.ndarray:
