@@ -37,7 +37,7 @@ import numba
 import numpy as np
 from gpucdp.kernels import similarity as sim
 from gpucdp.kernels.device import as_device
-from gpucdp.kernels.similarity import HAVE_CUDA, MAX_LEN
+from gpucdp.kernels.similarity import HAVE_CUDA, MASK_SLOTS, MAX_LEN
 
 if HAVE_CUDA:
     # A module global on purpose: the CUDA simulator swaps the module in a kernel's globals, not closures.
@@ -102,8 +102,6 @@ _INT32_MAX = np.iinfo(np.int32).max
 # Pairs per CPU block: one set of scratch rows per block, blocks spread over threads by prange.
 _CPU_BLOCK = 2048
 _THREADS_PER_BLOCK = 256
-# cuda.local.array needs literal shapes: a global constant is one, ``MAX_LEN + 1`` inside the kernel is not.
-_WORK_COLS = MAX_LEN + 1
 #: Most levels one comparison may have (the per-pair cache of computed values is this long).
 MAX_LEVELS = 16
 # A similarity bound this close to a threshold is not trusted to settle the pair (bound and metric round apart).
@@ -141,7 +139,7 @@ def _build_pair(
     @jit
     def compare_range(
         k0, k1, left, right, chars, offsets, nums, level_method, level_col, level_thr, n_levels, strides,
-        flags_a, flags_b, work, values, gamma, pattern,
+        flags_a, flags_b, masks, values, gamma, pattern,
     ):  # fmt: skip
         for k in range(k0, k1):
             i = left[k]
@@ -192,9 +190,9 @@ def _build_pair(
                     elif method == LEVENSHTEIN or method == DAMERAU:
                         bound = int(loosest(level_method, level_col, level_thr, c, lv, nl))
                         if method == LEVENSHTEIN:
-                            value = float(levenshtein(chars, a0, a1, b0, b1, work, bound))
+                            value = float(levenshtein(chars, a0, a1, b0, b1, masks, bound))
                         else:
-                            value = float(damerau(chars, a0, a1, b0, b1, work, bound))
+                            value = float(damerau(chars, a0, a1, b0, b1, masks, bound))
                     elif method == JACCARD:
                         value = qgram_jaccard(chars, a0, a1, b0, b1, flags_b, _JACCARD_Q)
                     elif method == DATE_EXACT:
@@ -244,14 +242,14 @@ _compare_range_host = _build_pair(
 @numba.njit(parallel=True, cache=True)
 def _compare_cpu(
     left, right, chars, offsets, nums, level_method, level_col, level_thr, n_levels, strides,
-    flags, work, values, gamma, pattern,
+    flags, masks, values, gamma, pattern,
 ):  # fmt: skip
     m = left.shape[0]
     n_blocks = flags.shape[0]
     for b in numba.prange(n_blocks):
         _compare_range_host(
             b * _CPU_BLOCK, min(m, (b + 1) * _CPU_BLOCK), left, right, chars, offsets, nums, level_method,
-            level_col, level_thr, n_levels, strides, flags[b, 0], flags[b, 1], work[b], values[b], gamma, pattern,
+            level_col, level_thr, n_levels, strides, flags[b, 0], flags[b, 1], masks[b], values[b], gamma, pattern,
         )  # fmt: skip
 
 
@@ -284,11 +282,11 @@ def _cuda_kernel():
             if k < left.shape[0]:
                 flags_a = cuda.local.array(MAX_LEN, numba.uint8)
                 flags_b = cuda.local.array(MAX_LEN, numba.uint8)
-                work = cuda.local.array((3, _WORK_COLS), numba.int32)
+                masks = cuda.local.array(MASK_SLOTS, numba.uint64)
                 values = cuda.local.array(MAX_LEVELS, numba.float64)
                 compare_range(
                     k, k + 1, left, right, chars, offsets, nums, level_method, level_col, level_thr, n_levels,
-                    strides, flags_a, flags_b, work, values, gamma, pattern,
+                    strides, flags_a, flags_b, masks, values, gamma, pattern,
                 )  # fmt: skip
 
         _compare_cuda = compare_kernel
@@ -431,7 +429,7 @@ def _compare_pairs_cpu(
     pattern = np.empty(m, dtype=np.int32)
     n_blocks = (m + _CPU_BLOCK - 1) // _CPU_BLOCK
     flags = np.empty((n_blocks, 2, MAX_LEN), dtype=np.uint8)
-    work = np.empty((n_blocks, 3, MAX_LEN + 1), dtype=np.int32)
+    masks = np.empty((n_blocks, MASK_SLOTS), dtype=np.uint64)
     values = np.empty((n_blocks, MAX_LEVELS), dtype=np.float64)
     _compare_cpu(
         left,
@@ -445,7 +443,7 @@ def _compare_pairs_cpu(
         np.ascontiguousarray(n_levels, dtype=np.int32),
         strides,
         flags,
-        work,
+        masks,
         values,
         gamma,
         pattern,

@@ -56,7 +56,7 @@ def pack(a: bytes, b: bytes):
 
 FLAGS_A = np.zeros(MAX_LEN, dtype=np.uint8)
 FLAGS_B = np.zeros(MAX_LEN, dtype=np.uint8)
-WORK = np.zeros((3, MAX_LEN + 1), dtype=np.int32)
+MASKS = np.zeros(sim.MASK_SLOTS, dtype=np.uint64)
 
 
 def jaro(a, b):
@@ -68,11 +68,11 @@ def jaro_winkler(a, b, p=0.1):
 
 
 def levenshtein(a, b, k):
-    return sim.levenshtein_host(*pack(a, b), WORK, k)
+    return sim.levenshtein_host(*pack(a, b), MASKS, k)
 
 
 def damerau(a, b, k):
-    return sim.damerau_host(*pack(a, b), WORK, k)
+    return sim.damerau_host(*pack(a, b), MASKS, k)
 
 
 def jaccard(a, b, q=2):
