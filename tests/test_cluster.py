@@ -77,7 +77,7 @@ def _log_odds(p):
 def _reference_average(n, edges, steps, step, kept):
     """Average linkage as specified, pair by pair: cores from the kept edges ``CORE_STEPS`` steps stronger; then
     rounds in which every group names its best partner (highest summed log-odds over every scored pair between
-    them, on a 2^-20 grid, positive, with one pair at its step's threshold; the lowest group on a tie; groups
+    them, each rounded to a 2^-20 grid first, positive, with one pair at its step's threshold; the lowest group on a tie; groups
     numbered by their first record) and each two groups that name each other merge. Groups merge only inside
     one connected component of the kept edges."""
     outer = _naive_components(n, [(a, b) for a, b, _ in kept])
@@ -92,11 +92,11 @@ def _reference_average(n, edges, steps, step, kept):
             if outer[a] != outer[b] or group[a] == group[b]:
                 continue
             key = (min(group[a], group[b]), max(group[a], group[b]))
-            sums[key] = sums.get(key, 0.0) + _log_odds(p)
+            sums[key] = sums.get(key, 0) + round(_log_odds(p) * 2.0**20)
             reach[key] = reach.get(key, False) or p >= steps[max(step[a], step[b])]
         best = {}
         for (g, h), total in sums.items():
-            score = round(total * 2.0**20)
+            score = total
             if reach[(g, h)] and score > 0:
                 for x, y in ((g, h), (h, g)):
                     if x not in best or (score, -y) > (best[x][0], -best[x][1]):
@@ -364,3 +364,26 @@ def test_size_summary():
     s = size_summary(np.array([0, 0, 1, 2, 2, 2, 3]))
     assert s["clusters"] == 4 and s["singletons"] == 2 and s["max_size"] == 3
     assert s["size_histogram"]["3-5"] == 1 and s["size_histogram"]["2"] == 1
+
+
+def test_summed_weights_are_exact_in_any_order_on_either_side():
+    # Average linkage sums each pair's log-odds in int64 units of 2^-20 bits, so that a device's atomic additions,
+    # whose order varies from run to run, give the host's sums exactly (float sums could differ in the last place).
+    from strict_xp import StrictXP
+
+    from gpucdp.cluster import _group_pairs, _log_odds_units
+
+    rng = np.random.default_rng(5)
+    keys = rng.integers(0, 300, 20_000).astype(np.int64)
+    weights = _log_odds_units(rng.uniform(0.0, 1.0, 20_000))
+    weights[:50] = _log_odds_units(np.array([0.0, 1.0] * 25))  # the clipped ends, +-60 bits
+    eligible = rng.uniform(size=20_000) > 0.7
+    want = _group_pairs(keys, weights, eligible)
+    assert want[1].dtype == np.int64
+    xp = StrictXP()
+    for seed in range(3):
+        order = np.random.default_rng(seed).permutation(keys.size)
+        got = _group_pairs(xp.asarray(keys[order]), xp.asarray(weights[order]), xp.asarray(eligible[order]), xp)
+        for a, b in zip(want, got):
+            np.testing.assert_array_equal(a, b.get())
+    assert abs(int(_log_odds_units(np.array([1.0]))[0])) == 60 * 2**20
