@@ -91,13 +91,20 @@ def main(argv=None) -> int:
     console.print(f"backend: {backend.name} ({backend.reason})")
     for line in backend.plan.lines():
         console.print(f"  {line}", markup=False)
+    failed = False
     if args.kernel_pairs:
-        doc["kernel"] = kernel_throughput(records=args.kernel_records, pairs=args.kernel_pairs,
-                                          target=backend.kernel_target, seed=args.seed)
-        k = doc["kernel"]
-        console.print(f"compare kernel ({k['target']}): {k['pairs']:,} pairs × {k['comparisons']} "
-                      f"comparisons in {k['seconds']:.3f} s = "
-                      f"{k['field_comparisons_per_second']:.3g} field comparisons/s")
+        try:
+            doc["kernel"] = kernel_throughput(records=args.kernel_records, pairs=args.kernel_pairs,
+                                              target=backend.kernel_target, seed=args.seed)
+        except Exception as exc:  # noqa: BLE001 - recorded, and the end-to-end runs still go
+            doc["kernel"] = {"error": _error(exc)}
+            console.print(f"compare kernel FAILED: {doc['kernel']['error']}", markup=False)
+            failed = True
+        else:
+            k = doc["kernel"]
+            console.print(f"compare kernel ({k['target']}): {k['pairs']:,} pairs × {k['comparisons']} "
+                          f"comparisons in {k['seconds']:.3f} s = "
+                          f"{k['field_comparisons_per_second']:.3g} field comparisons/s")
         write_json(args.json, doc)
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="gpucdp-gpu-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -106,8 +113,16 @@ def main(argv=None) -> int:
     for col in columns:
         table.add_column(col, justify="right")
     for n in args.sizes:
-        row = bench_size(n, workdir=workdir, backend=args.backend, seed=args.seed, difficulty=args.difficulty,
-                         settings=None)
+        console.print(f"{time.strftime('%H:%M:%S')} {n:,} records: generating (if not there yet) and resolving")
+        try:
+            row = bench_size(n, workdir=workdir, backend=args.backend, seed=args.seed,
+                             difficulty=args.difficulty, settings=None)
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - bench_size exits with the child's stderr
+            doc["results"].append({"records": n, "error": _error(exc)})
+            write_json(args.json, doc)
+            console.print(f"{n:,} records FAILED: {_error(exc)}", markup=False)
+            failed = True
+            continue
         doc["results"].append(row)
         write_json(args.json, doc)
         device = row.get("peak_device_bytes")
@@ -120,7 +135,13 @@ def main(argv=None) -> int:
         console.print(f"{n:,} records: " + ", ".join(f"{s} {t:.2f} s" for s, t in row["stages"].items()))
     if args.sizes:
         console.print(table)
-    return 0
+    return 1 if failed else 0
+
+
+def _error(exc: BaseException) -> str:
+    """An exception in one line for the JSON, with the end of a child's stderr when there is one."""
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text[-2000:]}"
 
 
 if __name__ == "__main__":
