@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     for col in columns:
         table.add_column(col, justify="right")
     for n in args.sizes:
-        console.print(f"{time.strftime('%H:%M:%S')} {n:,} records: generating (if not there yet) and resolving")
+        console.print(f"{time.strftime('%H:%M:%S')} {n:,} records: generating (unless there) and resolving")
         try:
             row = bench_size(n, workdir=workdir, backend=args.backend, seed=args.seed,
                              difficulty=args.difficulty, settings=None)

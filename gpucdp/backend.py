@@ -390,8 +390,8 @@ def string_buffers(series: Any) -> tuple[Any, Any] | None:  # pragma: no cover -
 def _device_bytes(buffer: Any, cupy: Any) -> Any:  # pragma: no cover - needs cuDF
     """A uint8 CuPy view of a pylibcudf buffer, kept alive by the view.
 
-    pylibcudf 26.x hands out its buffers as objects of the Span protocol (``ptr`` and ``size`` in bytes), which
-    need not have ``__cuda_array_interface__``; a ``gpumemoryview`` before the protocol has ``nbytes``.
+    pylibcudf 26.x hands out its buffers as objects of the Span protocol (``ptr`` and ``size`` in bytes),
+    which need not have ``__cuda_array_interface__``; a ``gpumemoryview`` before the protocol has ``nbytes``.
     """
     size = int(getattr(buffer, "size", None) or getattr(buffer, "nbytes", 0))
     if size == 0:

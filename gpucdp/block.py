@@ -943,7 +943,7 @@ def knn_pairs(
                 query = np.repeat(np.arange(lo, hi, dtype=np.int64), kk)
                 nbrs = nbrs.ravel().astype(np.int64, copy=False)
                 sims = sims.ravel()
-                # -1 marks a slot with no neighbour; some FAISS builds' CAGRA return an id past the vectors there
+                # -1 marks a slot with no neighbour; in some FAISS builds CAGRA puts an id past the vectors
                 keep = (nbrs >= 0) & (nbrs < n_distinct) & (nbrs != query) & (sims >= min_similarity)
                 # A vector pair found from both ends is expanded twice; the final canonicalisation keeps one.
                 _append_expanded(parts_l, parts_r, parts_s, members, starts, sizes, on.asarray(query[keep]),

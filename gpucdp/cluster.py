@@ -41,9 +41,9 @@ CORE_STEPS = 2
 #: pairs agree about equally: the largest group has the largest sum with each, and takes one a round). Groups
 #: not merged by then stay apart, and the manifest's ``merge_rounds_capped`` counts it.
 MAX_MERGE_ROUNDS = 1000
-#: Each pair's log-odds are rounded to this grid (2^-20 bits) and summed as int64 fixed point, so that a sum is
-#: exact and the same in any order: a device's atomic additions, whose order changes from run to run, give the
-#: host's sums (float sums, rounded afterwards, could differ in the last place and flip a near tie).
+#: Each pair's log-odds are rounded to this grid (2^-20 bits) and summed as int64 fixed point, so that a sum
+#: is exact and the same in any order: a device's atomic additions, whose order changes from run to run, give
+#: the host's sums (float sums, rounded afterwards, could differ in the last place and flip a near tie).
 _SUM_GRID = float(2**20)
 # A probability's log-odds are clipped to ±_WEIGHT_CLIP bits (as the model clips match weights), so that a
 # probability of exactly 1 or 0 counts as strong evidence, not an infinity.
@@ -271,7 +271,7 @@ def _log_odds(probability: Any, xp: Any = np) -> Any:
 
 
 def _log_odds_units(probability: Any, xp: Any = np) -> Any:
-    """:func:`_log_odds` in units of 2^-20 bits (:data:`_SUM_GRID`), int64: the weights average linkage sums."""
+    """:func:`_log_odds` in units of 2^-20 bits (:data:`_SUM_GRID`), int64: what average linkage sums."""
     return xp.rint(_log_odds(probability, xp) * _SUM_GRID).astype(xp.int64)
 
 
@@ -287,11 +287,11 @@ def _cross_pairs(left: Any, right: Any, probability: Any, outer: Any, core: Any,
     """The scored pairs that average linkage weighs: inside one outer component, between two cores.
 
     Returns, per such pair, ``min(core) * groups + max(core)`` (int64), its log-odds (int64, in units of
-    2^-20 bits: :func:`_log_odds_units`) and whether it
-    reaches its records' step threshold (bool). On the host two parallel Numba passes count and write them,
-    with no per-pair temporary (they read every scored pair). The device, too, counts before it writes: a mask
-    ``chunk_size`` pairs at a time, then each chunk's pairs gathered into their place. ``before_write`` is
-    told how many there are before they are written (the stage's memory check).
+    2^-20 bits: :func:`_log_odds_units`) and whether it reaches its records' step threshold (bool). On the
+    host two parallel Numba passes count and write them, with no per-pair temporary (they read every scored
+    pair). The device, too, counts before it writes: a mask ``chunk_size`` pairs at a time, then each chunk's
+    pairs gathered into their place. ``before_write`` is told how many there are before they are written (the
+    stage's memory check).
     """
     if xp is np:
         # A record in a component of one core has no pair to weigh: a byte per record says so, read before the

@@ -32,7 +32,7 @@ unique            (ar, return_index, return_inverse, return_counts, axis, *, equ
                   ``axis`` refused: a host quicksort in CuPy 13 (github.com/cupy/cupy/issues/8326), rows
                   grouped by a 32-bit CRC after pull/8328   /en/stable/reference/generated/cupy.unique.html
 bincount          x a 1-D integer cupy.ndarray (TypeError 'x must be int array'), minlength >= 0; an empty x
-                  raises ValueError in CuPy 13 (int(cupy.max(x)) comes first; github.com/cupy/cupy/issues/8116)
+                  raises ValueError in CuPy 13 (int(cupy.max(x)) first; github.com/cupy/cupy/issues/8116)
                   /en/latest/reference/generated/cupy.bincount.html; cupy/_statistics/histogram.py
 searchsorted      ``v`` a cupy.ndarray (CuPy also takes an int: 'Only int or ndarray are supported for v');
                   cupy/_sorting/search.py
@@ -558,8 +558,8 @@ class StrictXP:
     def unique(self, ar, return_index=False, return_inverse=False, return_counts=False, axis=None, *,
                equal_nan=True):
         if axis is not None:
-            raise CupyLimitError("cupy.unique(axis=...) is a host-side quicksort with a sync per comparison in "
-                                 "CuPy 13 and groups rows by a 32-bit CRC later: group rows with lexsort")
+            raise CupyLimitError("cupy.unique(axis=...) is a host-side quicksort with a sync per comparison "
+                                 "in CuPy 13 and groups rows by a 32-bit CRC later: group rows with lexsort")
         return np.unique(ar, return_index, return_inverse, return_counts, equal_nan=equal_nan)
 
     @_cupy("operands[]")

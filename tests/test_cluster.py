@@ -75,11 +75,11 @@ def _log_odds(p):
 
 
 def _reference_average(n, edges, steps, step, kept):
-    """Average linkage as specified, pair by pair: cores from the kept edges ``CORE_STEPS`` steps stronger; then
-    rounds in which every group names its best partner (highest summed log-odds over every scored pair between
-    them, each rounded to a 2^-20 grid first, positive, with one pair at its step's threshold; the lowest group on a tie; groups
-    numbered by their first record) and each two groups that name each other merge. Groups merge only inside
-    one connected component of the kept edges."""
+    """Average linkage as specified, pair by pair: cores from the kept edges ``CORE_STEPS`` steps stronger;
+    then rounds in which every group names its best partner (highest summed log-odds over every scored pair
+    between them, each rounded to a 2^-20 grid first, positive, with one pair at its step's threshold; the
+    lowest group on a tie; groups numbered by their first record) and each two groups that name each other
+    merge. Groups merge only inside one connected component of the kept edges."""
     outer = _naive_components(n, [(a, b) for a, b, _ in kept])
     core = _naive_components(n, [(a, b) for a, b, p in kept if p >= steps[max(step[a], step[b]) + CORE_STEPS]])
     first = {}
@@ -367,8 +367,9 @@ def test_size_summary():
 
 
 def test_summed_weights_are_exact_in_any_order_on_either_side():
-    # Average linkage sums each pair's log-odds in int64 units of 2^-20 bits, so that a device's atomic additions,
-    # whose order varies from run to run, give the host's sums exactly (float sums could differ in the last place).
+    # Average linkage sums each pair's log-odds in int64 units of 2^-20 bits, so that a device's atomic
+    # additions, whose order varies from run to run, give the host's sums exactly (float sums could differ in
+    # the last place).
     from strict_xp import StrictXP
 
     from gpucdp.cluster import _group_pairs, _log_odds_units
@@ -383,7 +384,8 @@ def test_summed_weights_are_exact_in_any_order_on_either_side():
     xp = StrictXP()
     for seed in range(3):
         order = np.random.default_rng(seed).permutation(keys.size)
-        got = _group_pairs(xp.asarray(keys[order]), xp.asarray(weights[order]), xp.asarray(eligible[order]), xp)
+        got = _group_pairs(xp.asarray(keys[order]), xp.asarray(weights[order]), xp.asarray(eligible[order]),
+                           xp)
         for a, b in zip(want, got):
             np.testing.assert_array_equal(a, b.get())
     assert abs(int(_log_odds_units(np.array([1.0]))[0])) == 60 * 2**20

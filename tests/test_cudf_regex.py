@@ -3,8 +3,9 @@
 On the GPU backend the standardisation runs its ``.str`` regex operations on cuDF, whose engine (libcudf's
 ``regcomp.cpp``) reads some escapes differently from Python's ``re`` and RE2 (pyarrow), which pandas uses:
 
-- inside ``[...]`` it decodes only ``\\n \\r \\t \\a \\b \\f``, octal, ``\\x..`` and ``\\w \\s \\d`` (and their
-  negations); any other escaped character is that character itself, so ``[\\v]`` holds the letter ``v``;
+- inside ``[...]`` it decodes only ``\\n \\r \\t \\a \\b \\f``, octal, ``\\x..`` and ``\\w \\s \\d``
+  (and their negations); any other escaped character is that character itself, so ``[\\v]`` holds the
+  letter ``v``;
 - the end of a range is taken as written, never decoded: ``[\\x00-\\x1f]`` runs from NUL to the letter ``x``
   (then holds ``1`` and ``f``), so a range must end in the character itself;
 - outside a class, an escape must be a known one or an escapable punctuation character.
@@ -93,16 +94,17 @@ def _libcudf_class(pattern: str, start: int) -> tuple[set[str], int]:
 
 
 def _patterns() -> list[str]:
-    """Every string constant in the standardisation module that compiles as a regex with a class or an escape."""
+    """Every string constant of the standardisation module that compiles as a regex with a class or escape."""
     source = Path(gpucdp.standardize.__file__).read_text()
     found = []
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and ("[" in node.value or "\\" in node.value):
+        text = node.value if isinstance(node, ast.Constant) else None
+        if isinstance(text, str) and ("[" in text or "\\" in text):
             try:
-                re.compile(node.value)
+                re.compile(text)
             except re.error:
                 continue
-            found.append(node.value)
+            found.append(text)
     return found
 
 
@@ -156,6 +158,6 @@ def test_the_model_catches_what_libcudf_reads_differently(pattern, why):
 
 
 def test_the_model_reads_plain_classes_as_python_does():
-    for pattern in (r"[^a-z ]+", r"['\-]", r"[-/.]", r"[/-]", r"[^A-Z0-9]", "[ \\t\\x0b]", "[\\x00-\x1f\\x7f]",
-                    r"[\d.]", r"[^\d@]"):
+    for pattern in (r"[^a-z ]+", r"['\-]", r"[-/.]", r"[/-]", r"[^A-Z0-9]", "[ \\t\\x0b]",
+                    "[\\x00-\x1f\\x7f]", r"[\d.]", r"[^\d@]"):
         assert _check(pattern) == [], pattern

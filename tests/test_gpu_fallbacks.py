@@ -45,9 +45,10 @@ def _neighbour_sets(query, nbr, n):
 @pytest.mark.parametrize("n, k, batch", [(500, 5, None), (257, 3, 64), (4, 10, 2), (300, 40, 100)])
 def test_gemm_topk_matches_brute_force(n, k, batch, device):
     x = _unit_rows(n, 16, seed=n)
-    if device:  # the CuPy stand-in: top-k by maxima up to 32 neighbours, by CuPy's full-sort argpartition above
+    if device:  # the CuPy stand-in: top-k by maxima up to 32 neighbours, by CuPy's full sort above
         xp = StrictXP()
-        query, nbr, sim = (a.get() for a in gemm_topk(xp.asarray(x), k, xp=xp, min_similarity=-1.0, batch=batch))
+        found = gemm_topk(xp.asarray(x), k, xp=xp, min_similarity=-1.0, batch=batch)
+        query, nbr, sim = (a.get() for a in found)
     else:
         query, nbr, sim = gemm_topk(x, k, xp=np, min_similarity=-1.0, batch=batch)
     full = x @ x.T
