@@ -2,15 +2,16 @@
 # The GPU checks in one go, for a GPU machine with CuPy, Numba CUDA, PyTorch, pandas and pyarrow but nothing
 # else of ours and no network: install the project from this working tree without dependencies (plus the
 # wheels in .whl/, see bench/gpu_wheels.sh), run the `gpu` and `cuda` tests, then the GPU benchmark (compare
-# kernel throughput, end to end at 1M and 10M records). Prints a table; writes JSON and logs to $OUT when set
-# (else bench/results/). Finishes within 8 minutes: each step has its own `timeout`, and the benchmark gets what
-# is left (its JSON is rewritten after every size, so a cut-short 10M run keeps the 1M figures). The tests that
-# CI runs too (the CUDA simulator, PTX compilation) are left out; the largest size's data is generated while
-# the tests run. Exits 1 when a step failed or timed out (the summary names it).
+# kernel throughput, end to end at 1M and 10M records). Prints a table; writes JSON and logs to $OUT when
+# set (else bench/results/). Finishes within 8 minutes: each step has its own `timeout`, and the benchmark
+# gets what is left (its JSON is rewritten after every size, so a cut-short 10M run keeps the 1M figures). The
+# tests that CI runs too (the CUDA simulator, PTX compilation) are left out; the largest size's data is
+# generated while the tests run. Exits 1 when a step failed or timed out (the summary names it).
 #
 #   bash bench/gpu_wheels.sh     # once, where there is network
 #   bash bench/gpu_check.sh      # on the GPU machine, from the repository root
-#   GPU_CHECK_BACKEND=cpu GPU_CHECK_SIZES=2000 GPU_CHECK_KERNEL_ARGS='--kernel-pairs 20000 --kernel-records 3000' \
+#   GPU_CHECK_BACKEND=cpu GPU_CHECK_SIZES=2000 \
+#       GPU_CHECK_KERNEL_ARGS='--kernel-pairs 20000 --kernel-records 3000' \
 #       bash bench/gpu_check.sh  # a dry run on a CPU (the gpu tests skip)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -38,9 +39,11 @@ step() {  # step NAME SECONDS COMMAND...: run with a timeout, log to $RESULTS/NA
 
 export PYTHONUNBUFFERED=1
 FAILED=0
-# numba-cuda finds libNVVM through CUDA_HOME when no nvidia-nvvm wheel is installed (the GPU machine's image has
-# the toolkit in /usr/local/cuda and nvrtc from a wheel, from which numba-cuda will not infer CUDA_HOME).
-if [ -z "${CUDA_HOME:-}${CUDA_PATH:-}" ] && [ -d /usr/local/cuda/nvvm ]; then export CUDA_HOME=/usr/local/cuda; fi
+# numba-cuda finds libNVVM through CUDA_HOME when no nvidia-nvvm wheel is installed (the GPU machine's image
+# has the toolkit in /usr/local/cuda and nvrtc from a wheel, from which numba-cuda will not infer CUDA_HOME).
+if [ -z "${CUDA_HOME:-}${CUDA_PATH:-}" ] && [ -d /usr/local/cuda/nvvm ]; then
+    export CUDA_HOME=/usr/local/cuda
+fi
 if compgen -G ".whl/*.whl" >/dev/null; then
     if timeout 120 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
             --target /tmp/site .whl/*.whl >"$RESULTS/install.log" 2>&1; then
@@ -53,8 +56,8 @@ fi
 # gpucdp.kernels lives in kernels/ (a package-dir mapping): an editable install without dependencies, or, if
 # pip cannot build offline, the same layout by a link in this tree (a throwaway copy on the GPU machine),
 # found through the repository root first on the path (python3 -m puts the working directory there anyway).
-if timeout 120 python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . >>"$RESULTS/install.log" 2>&1
-then
+if timeout 120 python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . \
+        >>"$RESULTS/install.log" 2>&1; then
     SUMMARY+=("$(printf '%-10s %-18s' install "ok (editable)")")
 else
     [ -e gpucdp/kernels ] || ln -s ../kernels gpucdp/kernels
@@ -68,22 +71,25 @@ DATA=/tmp/gpucdp-bench/data-${LARGEST}-s0-d0.5
 GEN_PID=
 if [ -n "$LARGEST" ] && [ ! -e "$DATA" ]; then
     mkdir -p /tmp/gpucdp-bench
-    python3 -c "import sys; from gpucdp import synth; synth.write_dataset(sys.argv[1], int(sys.argv[2]), seed=0, \
-difficulty=0.5)" "$DATA" "$LARGEST" >"$RESULTS/generate.log" 2>&1 &
+    python3 -c "import sys; from gpucdp import synth
+synth.write_dataset(sys.argv[1], int(sys.argv[2]), seed=0, difficulty=0.5)" "$DATA" "$LARGEST" \
+        >"$RESULTS/generate.log" 2>&1 &
     GEN_PID=$!
 fi
 
-# What the machine is and whether its GPU answers: versions, CUDA paths, the plan, a Numba kernel and a CuPy sum.
+# What the machine is and whether its GPU answers: versions, CUDA paths, the plan, a Numba kernel on CuPy.
 step preflight 120 python3 - "$BACKEND" <<'PY'
 import importlib, subprocess, sys
-for name in ("numpy", "pandas", "pyarrow", "numba", "numba_cuda", "cupy", "faiss", "pydantic", "cuda.bindings"):
+for name in ("numpy", "pandas", "pyarrow", "numba", "numba_cuda", "cupy", "faiss", "pydantic",
+             "cuda.bindings"):
     try:
         print(f"{name} {getattr(importlib.import_module(name), '__version__', '?')}")
     except Exception as exc:  # noqa: BLE001
         print(f"{name} missing ({type(exc).__name__})")
 try:
-    print(subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
-                         capture_output=True, text=True, timeout=30).stdout.strip() or "nvidia-smi: nothing")
+    query = ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"]
+    found = subprocess.run(query, capture_output=True, text=True, timeout=30).stdout.strip()
+    print(found or "nvidia-smi: none")
 except (OSError, subprocess.TimeoutExpired) as exc:
     print(f"nvidia-smi: {exc!r}")
 subprocess.run([sys.executable, "-m", "gpucdp.cli", "info"])
