@@ -203,8 +203,18 @@ def _attribute(name: str) -> property:
     return property(lambda self: getattr(self._a, name))
 
 
+# numpy keywords that CuPy's ndarray methods of the same name lack (their signatures: take(indices, axis, out);
+# max, min(axis, out, keepdims); sum, prod, mean(axis, dtype, out, keepdims); any, all(axis, out, keepdims))
+_NUMPY_ONLY_KEYWORDS = {"take": {"mode"}, "max": {"initial", "where"}, "min": {"initial", "where"},
+                        "sum": {"initial", "where"}, "prod": {"initial", "where"}, "mean": {"where"},
+                        "any": {"where"}, "all": {"where"}}
+
+
 def _method(name: str) -> Callable[..., Any]:
     def method(self: DeviceArray, *args: Any, **kwargs: Any) -> Any:
+        lacking = _NUMPY_ONLY_KEYWORDS.get(name, set()) & set(kwargs)
+        if lacking:
+            raise CupyLimitError(f"cupy.ndarray.{name} has no {', '.join(sorted(lacking))} argument")
         args, kwargs = self._xp._unwrap((args, kwargs), f"cupy.ndarray.{name}")
         return self._xp._wrap(getattr(self._a, name)(*args, **kwargs))
     method.__name__ = name

@@ -309,13 +309,24 @@ def test_repeat_refuses_device_repeats_before_cupy_14_1(xp):
     lambda xp, d: xp.zeros_like(d, subok=True),
     lambda xp, d: xp.concatenate([d[0], d[1]]),
     lambda xp, d: xp.count_nonzero(d, keepdims=True),
+    lambda xp, d: xp.unique(d.reshape(2, 2), axis=0),
+    lambda xp, d: xp.searchsorted(d, 2.5),
+    lambda xp, d: d.take(xp.asarray([0]), mode="clip"),
+    lambda xp, d: d.max(initial=0),
+    lambda xp, d: d.sum(where=d > 1),
 ], ids=["argsort-kind", "sort-kind", "method-argsort-kind", "method-sort-kind", "argsort-order",
         "argpartition-kind", "lexsort-tuple", "lexsort-1d", "unique-sorted", "isin-kind", "einsum-out",
         "take-mode", "take_along_axis-no-axis", "bincount-float", "bincount-2d", "zeros_like-subok",
-        "concatenate-0d", "count_nonzero-keepdims"])
+        "concatenate-0d", "count_nonzero-keepdims", "unique-axis", "searchsorted-scalar", "method-take-mode",
+        "method-max-initial", "method-sum-where"])
 def test_arguments_cupy_refuses_raise(xp, call):
     with pytest.raises(CupyLimitError):
         call(xp, xp.asarray([3, 1, 2, 1]))
+
+
+def test_an_empty_bincount_raises_as_in_cupy_13(xp):
+    with pytest.raises(ValueError, match="zero-size"):
+        xp.bincount(xp.asarray(np.zeros(0, dtype=np.int64)), minlength=4)
 
 
 def test_ufunc_at_exists_only_where_cupy_has_it_with_its_dtypes(xp):
