@@ -607,17 +607,18 @@ def _build_index(vectors: np.ndarray, *, kind: str, faiss: Any, use_gpu: bool, n
         index.add(vectors)
     elif kind == "ivf":
         nlist = nlist or max(1, min(int(math.sqrt(n)), n // 39))
+        probes = min(nprobe or IVF_NPROBE, nlist)  # more lists than there are would search no more
+        if use_gpu and probes > GPU_MAX_NPROBE:
+            raise SettingsError(f"blocking.knn.nprobe={nprobe}: FAISS's GPU IVF index probes at most "
+                                f"{GPU_MAX_NPROBE} lists a query; set nprobe to {GPU_MAX_NPROBE} or less")
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.niter = 10
         # 64 points per list train the coarse quantizer well enough; FAISS would sample 256 per list.
         sample = np.random.default_rng(0).choice(n, size=min(n, 64 * nlist), replace=False)
         index.train(vectors[np.sort(sample)])
-        probes = nprobe or min(nlist, IVF_NPROBE)
         if use_gpu:  # pragma: no cover - needs a GPU build of FAISS
-            # Cloned trained but empty, so that the GPU assigns the vectors to their lists; FAISS's GPU IVF
-            # takes at most GPU_MAX_NPROBE lists a query (more than nlist would be none the better anyway).
-            probes = min(probes, nlist, GPU_MAX_NPROBE)
+            # cloned trained but empty, so that the GPU assigns the vectors to their lists
             index.nprobe = probes
             index = faiss.index_cpu_to_all_gpus(index)
             faiss.GpuParameterSpace().set_index_parameter(index, "nprobe", probes)

@@ -61,12 +61,12 @@ MODEL_SORT_BYTES_PER_PAIR = 4 + 3 * 8
 # Random pairs for u, compared at the end of the compare stage (counted in its check): two int64 indices (drawn,
 # then renumbered as int32), their sort order, the comparison's working set.
 MODEL_BYTES_PER_RANDOM_PAIR = 16 + 16 + COMPARE_BYTES_PER_PAIR
-# Clustering (gpucdp.cluster.working_set), measured on the device's arrays (tests/test_cluster.py). Per record:
-# the int8 step, the components' and cores' labels, the labels, the sort that numbers them, and per group of
-# average linkage its partner, best score and merge (int64s); a guard round holds another set. Per scored
-# pair: the byte of a pass's mask, and a chunk's gathers (steps, components, cores). The kept edges and their
-# subsets (the cores', a guard round's) are copies of (left, right, probability); the last pass gathers two
-# labels per kept edge. A pair between groups: its int64 key, float64 log-odds and eligibility, and in the
+# Clustering (gpucdp.cluster.working_set), measured on the device's arrays (tests/test_cluster.py). Per
+# record: the int8 step, the components' and cores' labels, the labels, the sort that numbers them, and per
+# group of average linkage its partner, best score and merge (int64s); a guard round holds another set. Per
+# scored pair: the byte of a pass's mask, and a chunk's gathers (steps, components, cores). The kept edges and
+# their subsets (the cores', a guard round's) are copies of (left, right, probability); the last pass gathers
+# two labels per kept edge. A pair between groups: its int64 key, int64 log-odds and eligibility, and in the
 # merge rounds the sort by key and its sums.
 CLUSTER_BYTES_PER_RECORD = 112
 CLUSTER_GUARD_BYTES_PER_RECORD = 64

@@ -297,3 +297,14 @@ def test_knn_pairs_validates():
         knn_pairs(emb[0], k=2, min_similarity=0.5, faiss=faiss)
     left, right, sim = knn_pairs(emb[:1], k=2, min_similarity=0.5, faiss=faiss)
     assert left.size == right.size == sim.size == 0
+
+
+def test_gpu_ivf_refuses_more_probes_than_faiss_gpu_takes_naming_the_setting():
+    # Checked before anything is trained or cloned, so it runs here with the CPU build of FAISS.
+    vectors = np.eye(8, dtype=np.float32)
+    with pytest.raises(SettingsError, match=r"blocking\.knn\.nprobe=4096: .* at most 2048"):
+        block._build_index(vectors, kind="ivf", faiss=faiss, use_gpu=True, nlist=3000, nprobe=4096, k=5)
+    # the lists there are bound it first: 4096 probes of 4 lists are 4 probes
+    index = block._build_index(np.tile(vectors, (40, 1)), kind="ivf", faiss=faiss, use_gpu=False, nlist=4,
+                               nprobe=4096, k=5)
+    assert index.nprobe == 4
