@@ -185,7 +185,7 @@ class KnnSettings(_Strict):
     dim: int = Field(default=64, ge=8, le=1024)
     q: int = Field(default=3, ge=1, le=5)
     index: Literal["auto", "flat", "ivf", "hnsw"] = "auto"
-    # IVF lists searched a query (HNSW: its efSearch); FAISS's GPU IVF takes at most min(nlist, 2048).
+    # IVF lists searched a query (HNSW: its efSearch), at most nlist; FAISS's GPU IVF refuses more than 2048.
     nprobe: int | None = Field(default=None, ge=1)
 
     def column_specs(self) -> dict[str, KnnColumn]:
